@@ -1,0 +1,69 @@
+"""The command line: ``maomao`` (root), ``maomao ctl`` and its ``maoctl`` alias.
+
+Command groups are registered by import path, so ``--help`` and light
+commands import only what they run (never docker, pygit2 or numpy).
+Every failure ends as one ``error: ...`` line on stderr: exit 2 for input
+the user can fix, 1 for an unreachable store or an internal fault.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from cyclopts import App, CycloptsError, Parameter
+
+from maomao import __version__
+from maomao.errors import MaomaoError
+
+app = App(
+    name="maomao",
+    help="Run a research collaboration's periodic data collectors.",
+    version=__version__,
+    default_parameter=Parameter(negative=()),
+)
+ctl = App(
+    name="ctl",
+    help="Control the collaboration: tools, datasets (talks to the store directly).",
+)
+ctl.command("maomao.cli.tool:app", name="tool", help="Register, list and remove tools.")
+ctl.command("maomao.cli.dataset:app", name="dataset", help="Register, list and remove datasets.")
+app.command(ctl)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``maomao``; exits with the command's status."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(tokens, exit_on_error=False, print_error=False)
+    except CycloptsError as exc:
+        sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        sys.exit(2)
+    except MaomaoError as exc:
+        sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # the reader went away (``maomao ctl tool get | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("MAOMAO_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"error: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+            " (set MAOMAO_DEBUG=1 for a traceback)\n"
+        )
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def maoctl_main() -> None:
+    """Entry point of ``maoctl``: exactly ``maomao ctl``."""
+    main(["ctl", *sys.argv[1:]])

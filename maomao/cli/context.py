@@ -1,0 +1,45 @@
+"""What every ``ctl`` command shares: ``--config``, the store, and its lifetime.
+
+A ``ctl`` command is one short conversation with the store, so it opens the
+store with the :func:`~maomao.store.inline` offload and drives its
+coroutine without an event loop (see :mod:`maomao.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from cyclopts import Parameter
+
+from maomao.config import Config, load_config
+from maomao.registry import Registry
+from maomao.store import inline, open_store, run_inline
+from maomao.store.keys import Keys
+
+T = TypeVar("T")
+
+
+@Parameter(name="*")
+@dataclass(frozen=True)
+class Common:
+    """Options every ``ctl`` command takes."""
+
+    config: Annotated[
+        Path | None,
+        Parameter(help="Config file (default: $MAOMAO_CONFIG, ./config.ini, ~/.config/maomao/config.ini, /etc/maomao/config.ini)."),
+    ] = None
+
+
+def with_registry(
+    common: Common, action: Callable[[Registry, Config], Coroutine[Any, Any, T]]
+) -> T:
+    """Load the config, open the store, run ``action``, close the store."""
+    config = load_config(common.config)
+    store = open_store(config.store, offload=inline)
+    try:
+        return run_inline(action(Registry(store, Keys(config.store.prefix)), config))
+    finally:
+        run_inline(store.aclose())

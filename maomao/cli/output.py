@@ -1,0 +1,42 @@
+"""Rendering for ``ctl``: aligned tables and detail views for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+
+def emit_json(objects: Iterable[Mapping[str, Any]], out: TextIO | None = None) -> None:
+    """A JSON list of objects, one call of ``print``."""
+    out = out or sys.stdout
+    out.write(json.dumps(list(objects), indent=2, sort_keys=False) + "\n")
+
+
+def emit_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO | None = None
+) -> None:
+    """Columns aligned on the widest cell; the last column is not padded."""
+    out = out or sys.stdout
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in (headers, *rows):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    out.write("\n".join(lines) + "\n")
+
+
+def emit_details(pairs: Sequence[tuple[str, str]], out: TextIO | None = None) -> None:
+    """``key: value`` lines, keys aligned; one record for people."""
+    out = out or sys.stdout
+    width = max(len(k) for k, _ in pairs) + 1
+    out.write("".join(f"{(k + ':').ljust(width)} {v}\n" for k, v in pairs))
+
+
+def warn(message: str) -> None:
+    """One line on stderr that is not an error (the command goes on)."""
+    sys.stderr.write(f"warning: {message}\n")

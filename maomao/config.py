@@ -1,0 +1,307 @@
+"""Configuration: ``config.ini`` plus ``MAOMAO_<SECTION>_<KEY>`` overrides.
+
+The file is looked up from ``--config PATH``, then ``$MAOMAO_CONFIG``, then
+``./config.ini``, ``~/.config/maomao/config.ini`` and
+``/etc/maomao/config.ini``; with none, every key takes its default (the
+embedded store under the user's state directory).  The original MAO-MAO
+file's keys still work: ``[WORKING_ENVIRONMENT] importdir`` and
+``[ETCD] host, port``, which select the etcd backend.
+
+Every value is parsed and checked once, here; a wrong one fails at load
+with one line naming section, key and what is allowed.  The rest of the
+code reads typed, frozen records.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from maomao.errors import ConfigError
+
+ENV_PREFIX = "MAOMAO_"
+SEARCH_PATH = (
+    Path("config.ini"),
+    Path("~/.config/maomao/config.ini"),
+    Path("/etc/maomao/config.ini"),
+)
+
+
+def state_dir() -> Path:
+    """Where maomao keeps its state when the config does not say."""
+    if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "maomao"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """``[store]``: which store, where, and how to reach it."""
+
+    backend: str
+    path: Path
+    endpoints: tuple[str, ...]
+    prefix: str
+    ca_cert: str | None
+    cert: str | None
+    key: str | None
+    ttl: int
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: Path | None
+    importdir: Path
+    member: str
+    store: StoreConfig
+
+
+# -- value parsers: each takes the text and returns the value or raises ValueError
+
+
+def _text(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a number of seconds greater than 0") from None
+    if not 0 < number < 86400:
+        raise ValueError("must be a number of seconds greater than 0 and below 86400")
+    return number
+
+
+def _endpoints(value: str) -> tuple[str, ...]:
+    urls = tuple(u.strip().rstrip("/") for u in value.split(",") if u.strip())
+    if not urls:
+        raise ValueError("must list at least one URL, e.g. http://127.0.0.1:2379")
+    for url in urls:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+            parts = parts._replace(netloc="")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL of host and port")
+        if port is None and ":" in parts.netloc.rsplit("]", 1)[-1]:
+            raise ValueError(f"{url!r} has a bad port")
+    return urls
+
+
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]*", value):
+        raise ValueError("must start with / and hold only letters, digits, '.', '_', '-', '/'")
+    return value if value.endswith("/") else value + "/"
+
+
+def _member(value: str) -> str:
+    from maomao.model import NAME_RULE, valid_name
+
+    if not valid_name(value):
+        raise ValueError(NAME_RULE)
+    return value
+
+
+def _existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError(f"{value!r} is not a readable file")
+    return value
+
+
+def default_member() -> str:
+    """This machine's host name, made a valid member name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64].lstrip(".-")
+    return name or "member"
+
+
+# section -> key -> (parser, default); a default of None means "unset"
+SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
+    "maomao": {
+        "importdir": (_text, None),
+        "member": (_member, None),
+    },
+    "store": {
+        "backend": (_choice("embedded", "etcd"), None),
+        "path": (_text, None),
+        "endpoints": (_endpoints, "http://127.0.0.1:2379"),
+        "prefix": (_prefix, "/maomao/"),
+        "ca_cert": (_existing_file, None),
+        "cert": (_existing_file, None),
+        "key": (_existing_file, None),
+        "ttl": (_integer(2, 3600), "10"),
+        "timeout": (_seconds, "5"),
+    },
+}
+
+#: sections of the original maoctl.py file, read for compatibility only
+LEGACY_SECTIONS = ("WORKING_ENVIRONMENT", "ETCD", "DATA_REPOS")
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read, by the documented search order."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get("MAOMAO_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"MAOMAO_CONFIG names {path}, which does not exist")
+        return path
+    for candidate in SEARCH_PATH:
+        path = candidate.expanduser()
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_file(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config file {path}: {first_line}") from exc
+    return parser
+
+
+def _raw_values(
+    parser: configparser.ConfigParser | None, environ: Mapping[str, str]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(section, key) -> (text, where it came from), legacy keys mapped."""
+    raw: dict[tuple[str, str], tuple[str, str]] = {}
+    if parser is not None:
+        if parser.has_option("WORKING_ENVIRONMENT", "importdir"):
+            raw["maomao", "importdir"] = (
+                parser.get("WORKING_ENVIRONMENT", "importdir"),
+                "[WORKING_ENVIRONMENT] importdir",
+            )
+        if parser.has_section("ETCD"):
+            host = parser.get("ETCD", "host", fallback="127.0.0.1").strip()
+            port = parser.get("ETCD", "port", fallback="2379").strip()
+            if not port.isdigit():
+                raise ConfigError(f"[ETCD] port = {port!r}: must be a port number")
+            raw["store", "backend"] = ("etcd", "[ETCD]")
+            raw["store", "endpoints"] = (f"http://{host}:{port}", "[ETCD] host, port")
+        for section in parser.sections():
+            if section in LEGACY_SECTIONS:
+                continue
+            if section not in SCHEMA:
+                raise ConfigError(
+                    f"[{section}]: unknown section; known: {', '.join(SCHEMA)}"
+                )
+            for key, value in parser.items(section):
+                if key not in SCHEMA[section]:
+                    raise ConfigError(
+                        f"[{section}] {key}: unknown key; known: {', '.join(SCHEMA[section])}"
+                    )
+                raw[section, key] = (value.strip(), f"[{section}] {key}")
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section, keys in SCHEMA.items():
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                if key not in keys:
+                    raise ConfigError(
+                        f"{name}: [{section}] has no key {key!r}; known: {', '.join(keys)}"
+                    )
+                raw[section, key] = (value.strip(), name)
+    return raw
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Find, read, override and validate the configuration."""
+    environ = os.environ if environ is None else environ
+    source = find_config(explicit)
+    parser = _read_file(source) if source is not None else None
+    raw = _raw_values(parser, environ)
+    base = source.parent if source is not None else Path.cwd()
+
+    values: dict[tuple[str, str], Any] = {}
+    for section, keys in SCHEMA.items():
+        for key, (parse, default) in keys.items():
+            text, origin = raw.get((section, key), (default, "default"))
+            if text is None:
+                values[section, key] = None
+                continue
+            try:
+                values[section, key] = parse(text)
+            except ValueError as exc:
+                where = origin if origin.startswith(ENV_PREFIX) else f"[{section}] {key}"
+                raise ConfigError(f"{where} = {text!r}: {exc}") from None
+
+    def path(value: str | None, fallback: Path) -> Path:
+        if value is None:
+            return fallback
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+    if (values["store", "cert"] is None) != (values["store", "key"] is None):
+        raise ConfigError("[store] cert and key: give both (the client certificate and its key) or neither")
+    backend = values["store", "backend"]
+    if backend is None:
+        backend = "etcd" if ("store", "endpoints") in raw else "embedded"
+    state = state_dir()
+    return Config(
+        source=source,
+        importdir=path(values["maomao", "importdir"], state / "data"),
+        member=values["maomao", "member"] or default_member(),
+        store=StoreConfig(
+            backend=backend,
+            path=path(values["store", "path"], state / "store.db"),
+            endpoints=values["store", "endpoints"],
+            prefix=values["store", "prefix"],
+            ca_cert=values["store", "ca_cert"],
+            cert=values["store", "cert"],
+            key=values["store", "key"],
+            ttl=values["store", "ttl"],
+            timeout=values["store", "timeout"],
+        ),
+    )

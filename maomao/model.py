@@ -1,0 +1,252 @@
+"""Records (Tool, Dataset) and the validation of every field they hold.
+
+A record is frozen and valid by construction: ``__post_init__`` checks each
+field and raises :class:`~maomao.errors.ValidationError` with one line that
+names the field and what is allowed.  Records travel as JSON objects with a
+schema version (``"v": 1``); :meth:`from_value` is the one parser of what
+the store holds, and ignores fields it does not know so that an older
+member can read what a newer one wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+from maomao.errors import MaomaoError, ValidationError
+
+SCHEMA_VERSION = 1
+
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MEMORY = re.compile(r"[1-9][0-9]*[bkmgBKMG]?")
+_METRIC = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,63})=(?P<glob>[^:\x00-\x1f]+)(?::(?P<column>[^:\x00-\x1f]+))?")
+
+# The Docker reference grammar (github.com/distribution/reference, regexp.go).
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?",
+    re.ASCII,
+)
+_SCP_URL = re.compile(r"(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^\x00-\x20].*)")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` may name a tool, a dataset or a member."""
+    return bool(_NAME.fullmatch(name))
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not valid_name(name):
+        raise ValidationError(f"{what} {name!r} is not allowed: {NAME_RULE}")
+    return name
+
+
+def check_text(value: str, what: str, *, limit: int = 256, empty: bool = False) -> str:
+    """Free text for a table cell: no control characters, bounded length."""
+    if not value and not empty:
+        raise ValidationError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise ValidationError(f"{what} is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise ValidationError(f"{what} {value!r} holds control characters")
+    return value
+
+
+def check_image(image: str) -> str:
+    """A Docker image reference: ``[registry[:port]/]path[:tag][@digest]``."""
+    match = _REFERENCE.fullmatch(image)
+    if not match or len(match["name"]) > 255:
+        raise ValidationError(
+            f"image {image!r} is not a Docker image reference "
+            "(e.g. registry.example.org/team/tool:1.2 or tool@sha256:<hex>)"
+        )
+    return image
+
+
+def check_repo_url(url: str, what: str = "repository URL") -> str:
+    """A git remote: https://, http://, ssh://, git@host:path, file:// or /abs/path."""
+    allowed = "https://, http://, ssh://, user@host:path, file:// or an absolute path"
+    if not url or url.startswith("-") or _CONTROL.search(url) or " " in url.strip("/"):
+        raise ValidationError(f"{what} {url!r} is not allowed: use {allowed}")
+    if url.startswith("/"):
+        return url
+    scp = _SCP_URL.fullmatch(url)
+    if scp and "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValidationError(f"{what} {url!r} is not a valid URL") from None
+    if parts.scheme == "file" and parts.path.startswith("/") and parts.netloc in ("", "localhost"):
+        return url
+    if parts.scheme in ("https", "http", "ssh"):
+        host = parts.hostname or ""
+        if host and not host.startswith("-") and re.fullmatch(r"[A-Za-z0-9.:_\[\]-]+", host):
+            return url
+        raise ValidationError(f"{what} {url!r} has no valid host")
+    raise ValidationError(f"{what} {url!r} is not allowed: use {allowed}")
+
+
+def check_env(env: Mapping[str, str]) -> dict[str, str]:
+    for key, value in env.items():
+        if not _ENV_KEY.fullmatch(key):
+            raise ValidationError(f"env name {key!r} is not allowed: letters, digits and '_', not starting with a digit")
+        if key.startswith("MAOMAO_"):
+            raise ValidationError(f"env name {key!r} is reserved: maomao sets MAOMAO_* itself")
+        if "\x00" in value or len(value) > 4096:
+            raise ValidationError(f"env value of {key} holds NUL or is longer than 4096 characters")
+    return dict(env)
+
+
+def parse_env_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["K=V", ...]`` -> ``{"K": "V"}``, as ``--env`` takes them."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValidationError(f"--env {pair!r} is not KEY=VALUE")
+        if key in env:
+            raise ValidationError(f"--env {key} is given twice")
+        env[key] = value
+    return check_env(env)
+
+
+class Record:
+    """What the record classes share: JSON with a schema version."""
+
+    kind: ClassVar[str]
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload,no-any-return]
+
+    def to_value(self) -> bytes:
+        return json.dumps({"v": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True).encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_value(cls, value: bytes) -> Self:
+        try:
+            data = json.loads(value)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MaomaoError(f"stored {cls.kind} is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("v"), int):
+            raise MaomaoError(f"stored {cls.kind} has no schema version")
+        if data["v"] > SCHEMA_VERSION:
+            raise MaomaoError(
+                f"stored {cls.kind} {data.get('name')!r} has schema v{data['v']}; "
+                f"this maomao reads up to v{SCHEMA_VERSION}: upgrade it"
+            )
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValidationError) as exc:
+            raise MaomaoError(f"stored {cls.kind} {data.get('name')!r} is invalid: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits of one run; ``None`` takes the configured default."""
+
+    memory: str | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory is not None and not _MEMORY.fullmatch(self.memory):
+            raise ValidationError(f"memory {self.memory!r} must be a size like 512m or 2g")
+        if self.cpus is not None and not (isinstance(self.cpus, int | float) and 0 < self.cpus <= 1024):
+            raise ValidationError(f"cpus {self.cpus!r} must be a number above 0")
+        if self.pids is not None and not (isinstance(self.pids, int) and 1 <= self.pids <= 1_000_000):
+            raise ValidationError(f"pids {self.pids!r} must be a whole number from 1")
+
+
+RUNTIMES = ("container", "process")
+
+
+@dataclass(frozen=True, slots=True)
+class Tool(Record):
+    """A registered data collector."""
+
+    kind: ClassVar[str] = "tool"
+
+    name: str
+    author: str
+    image: str
+    data_repo: str
+    code_repo: str
+    artefact: str
+    command: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    limits: Limits = field(default_factory=Limits)
+    metrics: tuple[str, ...] = ()
+    runtime: str = "container"
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "tool name")
+        check_text(self.author, "author")
+        check_image(self.image)
+        check_repo_url(self.data_repo, "data_repo")
+        check_repo_url(self.code_repo, "code_repo")
+        check_text(self.artefact, "artefact")
+        if self.command is not None:
+            check_text(self.command, "command", limit=4096)
+            try:
+                if not shlex.split(self.command):
+                    raise ValidationError("command must not be empty")
+            except ValueError as exc:
+                raise ValidationError(f"command {self.command!r} does not parse: {exc}") from None
+        if not isinstance(self.env, dict):
+            raise ValidationError("env must be a mapping of names to values")
+        check_env(self.env)
+        if self.timeout is not None and not (isinstance(self.timeout, int | float) and 0 < self.timeout <= 7 * 86400):
+            raise ValidationError(f"timeout {self.timeout!r} must be seconds above 0, at most a week")
+        if isinstance(self.limits, dict):
+            object.__setattr__(self, "limits", Limits(**self.limits))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        for metric in self.metrics:
+            if not _METRIC.fullmatch(metric):
+                raise ValidationError(f"metric {metric!r} must be NAME=GLOB[:COLUMN]")
+        if self.runtime not in RUNTIMES:
+            raise ValidationError(f"runtime {self.runtime!r} must be one of {', '.join(RUNTIMES)}")
+        if self.runtime == "process" and not self.command:
+            raise ValidationError("the process runtime needs --command")
+        if self.digest is not None and not re.fullmatch(_DIGEST, self.digest):
+            raise ValidationError(f"digest {self.digest!r} must be algorithm:hex")
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset(Record):
+    """A shared git repository of data."""
+
+    kind: ClassVar[str] = "dataset"
+
+    name: str
+    url: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "dataset name")
+        check_repo_url(self.url, "url")
+        check_text(self.description, "description", limit=1024, empty=True)
