@@ -1,0 +1,34 @@
+"""Fixtures: real etcd servers, started by the tests themselves."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.etcd import EtcdCluster
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[EtcdCluster]:
+    """One etcd server for the whole session; tests keep apart by key prefix."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def own_etcd() -> Iterator[EtcdCluster]:
+    """An etcd server of the test's own, for tests that stop or restart it."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"/test-{uuid.uuid4().hex[:12]}/"

@@ -1,0 +1,1 @@
+"""Helpers the tests share: real services started and stopped by the tests."""
