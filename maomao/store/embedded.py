@@ -27,6 +27,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -342,7 +343,7 @@ class EmbeddedStore(Store):
 
         await self._call(forget, write=True)
 
-    def _changes(self, db: sqlite3.Connection, prefix: str, start: int) -> list[Event]:
+    def _changes(self, db: sqlite3.Connection, *, prefix: str, start: int) -> list[Event]:
         compacted = _meta(db, "compact_revision")
         if start < compacted:
             raise Compacted(start, compacted)
@@ -366,7 +367,7 @@ class EmbeddedStore(Store):
             if self._changed is None:
                 self._changed = trio.Event()
             changed = self._changed
-            events = await self._call(lambda db: self._changes(db, prefix, start))
+            events = await self._call(partial(self._changes, prefix=prefix, start=start))
             for event in events:
                 yield event
             if events:

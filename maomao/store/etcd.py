@@ -404,7 +404,7 @@ def _next_line(lines: Iterator[bytes]) -> bytes | None:
 def _shutdown(response: requests.Response) -> None:
     """Close a streaming response, waking the thread blocked reading it."""
     try:
-        fp = response.raw._fp  # type: ignore[attr-defined]
+        fp = response.raw._fp
         sock = socket.socket(fileno=fp.fileno()) if fp is not None else None
         if sock is not None:
             try:

@@ -33,12 +33,10 @@ async def store(
     await backend.aclose()
 
 
-async def collect(
-    store: Store, prefix: str, start: int, count: int, timeout: float = 10
-) -> list[Event]:
-    """The first ``count`` events of a watch, or fail after ``timeout``."""
+async def collect(store: Store, prefix: str, start: int, count: int) -> list[Event]:
+    """The first ``count`` events of a watch, or fail after 10 s."""
     events: list[Event] = []
-    with trio.fail_after(timeout):
+    with trio.fail_after(10):
         async with contextlib.aclosing(store.watch(prefix, start)) as stream:  # type: ignore[type-var]
             async for event in stream:
                 events.append(event)
@@ -186,7 +184,7 @@ async def test_lease_expiry_deletes_keys_with_events(store: Store, prefix: str) 
     await store.put(prefix + "e/2", b"b", lease=lease)
     await store.put(prefix + "e/kept", b"c")
     with trio.fail_after(10):
-        while (await store.range(prefix + "e/")).kvs[0].key != prefix + "e/kept":
+        while (await store.range(prefix + "e/")).kvs[0].key != prefix + "e/kept":  # noqa: ASYNC110 - polls the store
             await trio.sleep(0.2)
     assert [kv.key for kv in (await store.range(prefix + "e/")).kvs] == [prefix + "e/kept"]
     with pytest.raises(LeaseExpired):

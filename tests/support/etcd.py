@@ -100,10 +100,9 @@ class EtcdCluster:
             if node.process.poll() is not None:
                 log = (self.root / f"{node.name}.log").read_text(errors="replace")
                 raise RuntimeError(f"etcd {node.name} exited: {log[-2000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(node.endpoint + "/health", timeout=1) as resp:
-                    if b'"true"' in resp.read():
-                        return
+            with contextlib.suppress(OSError), urllib.request.urlopen(node.endpoint + "/health", timeout=1) as resp:
+                if b'"true"' in resp.read():
+                    return
             time.sleep(0.05)
         raise RuntimeError(f"etcd {node.name} not healthy within {timeout}s")
 

@@ -1,0 +1,48 @@
+# maomao: `make run` sets up and starts maomao on the embedded store;
+# `make test` sets up and runs the whole test suite (lint, types, tests).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests need: a real etcd server and its client
+DEBS   := etcd-server etcd-client
+
+.PHONY: run test deps venv lint typecheck pytest bench clean
+
+run: venv
+	$(BIN)/maomao --version
+	$(BIN)/maomao ctl tool get
+	@echo "maomao is installed in $(VENV); the daemon (maomao daemon) arrives with issue 3."
+
+test: deps venv lint typecheck pytest
+
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "maomao needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+lint:
+	$(BIN)/ruff check maomao tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest -q
+
+bench: venv deps
+	$(BIN)/python bench/ctl_latency.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
