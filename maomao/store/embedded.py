@@ -23,6 +23,7 @@ a time per store, never on the event loop.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import time
@@ -200,7 +201,10 @@ class EmbeddedStore(Store):
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # private to the service user: SQLite gives the -wal and -shm
+                # files the database file's mode
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
                 db = sqlite3.connect(
                     self.path, timeout=10.0, isolation_level=None, check_same_thread=False
                 )

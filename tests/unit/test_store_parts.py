@@ -65,3 +65,11 @@ def test_embedded_lease_expiry_follows_its_clock(tmp_path: Path) -> None:
     # the expiry is a change of its own, visible in the history
     result = run_inline(store.range("/"))
     assert result.revision == 3
+
+
+def test_embedded_store_files_are_private(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "state" / "store.db", offload=inline)
+    run_inline(store.put("/a", b"1"))
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    for name in ("store.db", "store.db-wal", "store.db-shm"):
+        assert (tmp_path / "state" / name).stat().st_mode & 0o777 == 0o600, name
