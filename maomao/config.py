@@ -14,7 +14,9 @@ code reads typed, frozen records.
 
 from __future__ import annotations
 
+import ast
 import configparser
+import contextlib
 import os
 import re
 import socket
@@ -85,24 +87,25 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+_WHOLE = re.compile(r"[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", re.ASCII)
+
+
 def _integer(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"must be a whole number from {low} to {high}") from None
-        if not low <= number <= high:
+        # int() would also take "1_0", "+5" and non-ASCII digits: only plain digits here
+        if not _WHOLE.fullmatch(value) or not low <= int(value) <= high:
             raise ValueError(f"must be a whole number from {low} to {high}")
-        return number
+        return int(value)
 
     return parse
 
 
 def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("must be a number of seconds greater than 0") from None
+    if not _DECIMAL.fullmatch(value):
+        raise ValueError("must be a number of seconds greater than 0 and below 86400, e.g. 5 or 0.5")
+    number = float(value)
     if not 0 < number < 86400:
         raise ValueError("must be a number of seconds greater than 0 and below 86400")
     return number
@@ -119,9 +122,18 @@ def _endpoints(value: str) -> tuple[str, ...]:
         except ValueError:
             port = None
             parts = parts._replace(netloc="")
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+        host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+            or not _HOST.fullmatch(host)
+        ):
             raise ValueError(f"{url!r} is not an http:// or https:// URL of host and port")
-        if port is None and ":" in parts.netloc.rsplit("]", 1)[-1]:
+        if (port is None and ":" in parts.netloc.rsplit("]", 1)[-1]) or port == 0:
             raise ValueError(f"{url!r} has a bad port")
     return urls
 
@@ -171,6 +183,9 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
     },
 }
 
+#: keys naming files; relative to the config file's directory when given there
+_FILE_KEYS = ("ca_cert", "cert", "key")
+
 #: sections of the original maoctl.py file, read for compatibility only
 LEGACY_SECTIONS = ("WORKING_ENVIRONMENT", "ETCD", "DATA_REPOS")
 
@@ -196,11 +211,24 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def _read_file(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None)
+    # no DEFAULT section: its keys would otherwise show up in every section
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0")
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         with path.open(encoding="utf-8") as handle:
             parser.read_file(handle)
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(
+            f"config file {path} line {exc.lineno}: {exc.line.strip()!r} comes before any [section]"
+        ) from exc
+    except configparser.ParsingError as exc:
+        # its message is several lines; keep the first line it could not parse
+        lineno, line = exc.errors[0] if getattr(exc, "errors", None) else (0, "?")
+        with contextlib.suppress(ValueError, SyntaxError):
+            line = str(ast.literal_eval(line))  # configparser reports the repr of the line
+        raise ConfigError(
+            f"config file {path} line {lineno}: {line.strip()!r} is not [section] or key = value"
+        ) from exc
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"config file {path}: {first_line}") from exc
@@ -221,8 +249,12 @@ def _raw_values(
         if parser.has_section("ETCD"):
             host = parser.get("ETCD", "host", fallback="127.0.0.1").strip()
             port = parser.get("ETCD", "port", fallback="2379").strip()
-            if not port.isdigit():
-                raise ConfigError(f"[ETCD] port = {port!r}: must be a port number")
+            if not _WHOLE.fullmatch(port) or not 1 <= int(port) <= 65535:
+                raise ConfigError(f"[ETCD] port = {port!r}: must be a port number from 1 to 65535")
+            if ":" in host and not host.startswith("["):
+                host = f"[{host}]"  # an IPv6 address
+            if not _HOST.fullmatch(host):
+                raise ConfigError(f"[ETCD] host = {host!r}: must be a host name or IP address")
             raw["store", "backend"] = ("etcd", "[ETCD]")
             raw["store", "endpoints"] = (f"http://{host}:{port}", "[ETCD] host, port")
         for section in parser.sections():
@@ -271,10 +303,17 @@ def load_config(
             if text is None:
                 values[section, key] = None
                 continue
+            if key in _FILE_KEYS and text and not origin.startswith(ENV_PREFIX):
+                # a file named in the config file is relative to that file, as [store] path is
+                text = str(base / Path(text).expanduser())
             try:
                 values[section, key] = parse(text)
             except ValueError as exc:
-                where = origin if origin.startswith(ENV_PREFIX) else f"[{section}] {key}"
+                where = f"[{section}] {key}"
+                if origin.startswith(ENV_PREFIX):
+                    where = f"{origin} ({where})"
+                elif origin not in ("default", where):
+                    where = f"{origin} (as {where})"  # a legacy key
                 raise ConfigError(f"{where} = {text!r}: {exc}") from None
 
     def path(value: str | None, fallback: Path) -> Path:

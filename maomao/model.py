@@ -24,10 +24,16 @@ SCHEMA_VERSION = 1
 
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 control characters, line/paragraph separators (they break a table's
+# lines or drive the terminal) and lone surrogates (what undecodable bytes of
+# argv become: no UTF-8 output or JSON reader can take them)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY = re.compile(r"[1-9][0-9]*[bkmgBKMG]?")
-_METRIC = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,63})=(?P<glob>[^:\x00-\x1f]+)(?::(?P<column>[^:\x00-\x1f]+))?")
+_METRIC = re.compile(
+    r"(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,63})=(?P<glob>[^:\x00-\x1f]+)(?::(?P<column>[^:\x00-\x1f]+))?"
+)
 
 # The Docker reference grammar (github.com/distribution/reference, regexp.go).
 _ALNUM = r"[a-z0-9]+"
@@ -42,12 +48,14 @@ _REFERENCE = re.compile(
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?",
     re.ASCII,
 )
-_SCP_URL = re.compile(r"(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^\x00-\x20].*)")
+_SCP_URL = re.compile(
+    r"(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<path>[^\x00-\x20].*)"
+)
 
 
 def valid_name(name: str) -> bool:
     """Whether ``name`` may name a tool, a dataset or a member."""
-    return bool(_NAME.fullmatch(name))
+    return isinstance(name, str) and bool(_NAME.fullmatch(name))
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -58,18 +66,20 @@ def check_name(name: str, what: str = "name") -> str:
 
 def check_text(value: str, what: str, *, limit: int = 256, empty: bool = False) -> str:
     """Free text for a table cell: no control characters, bounded length."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be text")
     if not value and not empty:
         raise ValidationError(f"{what} must not be empty")
     if len(value) > limit:
         raise ValidationError(f"{what} is longer than {limit} characters")
     if _CONTROL.search(value):
-        raise ValidationError(f"{what} {value!r} holds control characters")
+        raise ValidationError(f"{what} {value!r} holds control characters or undecodable bytes")
     return value
 
 
 def check_image(image: str) -> str:
     """A Docker image reference: ``[registry[:port]/]path[:tag][@digest]``."""
-    match = _REFERENCE.fullmatch(image)
+    match = _REFERENCE.fullmatch(image) if isinstance(image, str) else None
     if not match or len(match["name"]) > 255:
         raise ValidationError(
             f"image {image!r} is not a Docker image reference "
@@ -81,6 +91,8 @@ def check_image(image: str) -> str:
 def check_repo_url(url: str, what: str = "repository URL") -> str:
     """A git remote: https://, http://, ssh://, git@host:path, file:// or /abs/path."""
     allowed = "https://, http://, ssh://, user@host:path, file:// or an absolute path"
+    if not isinstance(url, str):
+        raise ValidationError(f"{what} must be text")
     if not url or url.startswith("-") or _CONTROL.search(url) or " " in url.strip("/"):
         raise ValidationError(f"{what} {url!r} is not allowed: use {allowed}")
     if url.startswith("/"):
@@ -105,12 +117,18 @@ def check_repo_url(url: str, what: str = "repository URL") -> str:
 
 def check_env(env: Mapping[str, str]) -> dict[str, str]:
     for key, value in env.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValidationError("env must map names to text values")
         if not _ENV_KEY.fullmatch(key):
-            raise ValidationError(f"env name {key!r} is not allowed: letters, digits and '_', not starting with a digit")
+            raise ValidationError(
+                f"env name {key!r} is not allowed: letters, digits and '_', not starting with a digit"
+            )
         if key.startswith("MAOMAO_"):
             raise ValidationError(f"env name {key!r} is reserved: maomao sets MAOMAO_* itself")
-        if "\x00" in value or len(value) > 4096:
-            raise ValidationError(f"env value of {key} holds NUL or is longer than 4096 characters")
+        if "\x00" in value or _SURROGATE.search(value) or len(value) > 4096:
+            raise ValidationError(
+                f"env value of {key} holds NUL or undecodable bytes, or is longer than 4096 characters"
+            )
     return dict(env)
 
 
@@ -125,6 +143,11 @@ def parse_env_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
             raise ValidationError(f"--env {key} is given twice")
         env[key] = value
     return check_env(env)
+
+
+def _number(value: object) -> bool:
+    """An int or float, not a bool (which JSON's ``true`` would give)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Record:
@@ -150,7 +173,8 @@ class Record:
             data = json.loads(value)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MaomaoError(f"stored {cls.kind} is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("v"), int):
+        version = data.get("v") if isinstance(data, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise MaomaoError(f"stored {cls.kind} has no schema version")
         if data["v"] > SCHEMA_VERSION:
             raise MaomaoError(
@@ -171,12 +195,20 @@ class Limits:
     cpus: float | None = None
     pids: int | None = None
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Limits:
+        """Limits from JSON, ignoring the keys a newer maomao may have added."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
     def __post_init__(self) -> None:
-        if self.memory is not None and not _MEMORY.fullmatch(self.memory):
+        if self.memory is not None and not (isinstance(self.memory, str) and _MEMORY.fullmatch(self.memory)):
             raise ValidationError(f"memory {self.memory!r} must be a size like 512m or 2g")
-        if self.cpus is not None and not (isinstance(self.cpus, int | float) and 0 < self.cpus <= 1024):
+        if self.cpus is not None and not (_number(self.cpus) and 0 < self.cpus <= 1024):
             raise ValidationError(f"cpus {self.cpus!r} must be a number above 0")
-        if self.pids is not None and not (isinstance(self.pids, int) and 1 <= self.pids <= 1_000_000):
+        if self.pids is not None and not (
+            isinstance(self.pids, int) and not isinstance(self.pids, bool) and 1 <= self.pids <= 1_000_000
+        ):
             raise ValidationError(f"pids {self.pids!r} must be a whole number from 1")
 
 
@@ -220,19 +252,23 @@ class Tool(Record):
         if not isinstance(self.env, dict):
             raise ValidationError("env must be a mapping of names to values")
         check_env(self.env)
-        if self.timeout is not None and not (isinstance(self.timeout, int | float) and 0 < self.timeout <= 7 * 86400):
+        if self.timeout is not None and not (_number(self.timeout) and 0 < self.timeout <= 7 * 86400):
             raise ValidationError(f"timeout {self.timeout!r} must be seconds above 0, at most a week")
         if isinstance(self.limits, dict):
-            object.__setattr__(self, "limits", Limits(**self.limits))
+            object.__setattr__(self, "limits", Limits.from_dict(self.limits))
+        if not isinstance(self.limits, Limits):
+            raise ValidationError("limits must be an object of memory, cpus and pids")
+        if not isinstance(self.metrics, list | tuple):
+            raise ValidationError("metrics must be a list of NAME=GLOB[:COLUMN]")
         object.__setattr__(self, "metrics", tuple(self.metrics))
         for metric in self.metrics:
-            if not _METRIC.fullmatch(metric):
+            if not isinstance(metric, str) or not _METRIC.fullmatch(metric):
                 raise ValidationError(f"metric {metric!r} must be NAME=GLOB[:COLUMN]")
         if self.runtime not in RUNTIMES:
             raise ValidationError(f"runtime {self.runtime!r} must be one of {', '.join(RUNTIMES)}")
         if self.runtime == "process" and not self.command:
             raise ValidationError("the process runtime needs --command")
-        if self.digest is not None and not re.fullmatch(_DIGEST, self.digest):
+        if self.digest is not None and not (isinstance(self.digest, str) and re.fullmatch(_DIGEST, self.digest)):
             raise ValidationError(f"digest {self.digest!r} must be algorithm:hex")
 
 

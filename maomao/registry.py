@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from maomao.errors import AlreadyExists, ConditionFailed, MaomaoError, NotFound
-from maomao.model import Dataset, Record, Tool
+from maomao.model import Dataset, Record, Tool, check_name
 from maomao.store import Store
 from maomao.store.keys import Keys
 
@@ -49,6 +49,7 @@ class Collection(Generic[R]):
         return Listing(tuple(records), tuple(unreadable), result.revision)
 
     async def get(self, name: str) -> R:
+        check_name(name, f"{self.record.kind} name")
         kv = await self.store.get(self.prefix + name)
         if kv is None:
             raise NotFound(f"no {self.record.kind} named {name!r}")
@@ -67,6 +68,7 @@ class Collection(Generic[R]):
             ) from None
 
     async def remove(self, name: str) -> None:
+        check_name(name, f"{self.record.kind} name")
         if not await self.store.delete(self.prefix + name):
             raise NotFound(f"no {self.record.kind} named {name!r}")
 

@@ -29,7 +29,10 @@ class Common:
 
     config: Annotated[
         Path | None,
-        Parameter(help="Config file (default: $MAOMAO_CONFIG, ./config.ini, ~/.config/maomao/config.ini, /etc/maomao/config.ini)."),
+        Parameter(
+            help="Config file (default: $MAOMAO_CONFIG, ./config.ini, ~/.config/maomao/config.ini, "
+            "/etc/maomao/config.ini)."
+        ),
     ] = None
 
 

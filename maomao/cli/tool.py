@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from cyclopts import App, Parameter
+from cyclopts import App, Parameter, Token
 
 from maomao.cli import records
 from maomao.cli.context import Common
@@ -14,6 +16,13 @@ from maomao.registry import Collection, Registry
 
 app = App(name="tool", help="Register, list and remove tools.")
 
+
+def _whole_number(type_: type, tokens: Sequence[Token]) -> int:
+    """``--pids``: plain digits only (cyclopts' int would round 1.5 and read 0x10)."""
+    text = tokens[0].value
+    if not re.fullmatch(r"[0-9]+", text, re.ASCII):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def _tools(registry: Registry) -> Collection[Tool]:
@@ -80,14 +89,24 @@ def add(
     artefact: str,
     /,
     *,
-    command: Annotated[str | None, Parameter(help="Command to run instead of the image's own (a shell-quoted string).")] = None,
-    env: Annotated[list[str] | None, Parameter(help="Environment variable for the tool, KEY=VALUE; repeat for more.")] = None,
+    command: Annotated[
+        str | None, Parameter(help="Command to run instead of the image's own (a shell-quoted string).")
+    ] = None,
+    env: Annotated[
+        list[str] | None, Parameter(help="Environment variable for the tool, KEY=VALUE; repeat for more.")
+    ] = None,
     timeout: Annotated[float | None, Parameter(help="Seconds a run may take before it is stopped.")] = None,
     memory: Annotated[str | None, Parameter(help="Memory limit of a run, e.g. 512m or 2g.")] = None,
     cpus: Annotated[float | None, Parameter(help="CPU limit of a run, e.g. 0.5.")] = None,
-    pids: Annotated[int | None, Parameter(help="Process limit of a run.")] = None,
-    metric: Annotated[list[str] | None, Parameter(help="A series to watch for spikes, NAME=GLOB[:COLUMN]; repeat for more.")] = None,
-    runtime: Annotated[Literal["container", "process"], Parameter(help="Run the image in a container, or --command as a host process.")] = "container",
+    pids: Annotated[int | None, Parameter(help="Process limit of a run.", converter=_whole_number)] = None,
+    metric: Annotated[
+        list[str] | None,
+        Parameter(help="A series to watch for spikes, NAME=GLOB[:COLUMN]; repeat for more."),
+    ] = None,
+    runtime: Annotated[
+        Literal["container", "process"],
+        Parameter(help="Run the image in a container, or --command as a host process."),
+    ] = "container",
     replace: Annotated[bool, Parameter(help="Overwrite a tool of the same name.")] = False,
     common: Common = Common(),
 ) -> None:
