@@ -31,6 +31,7 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q maomao
 
 lint:
 	$(BIN)/ruff check maomao tests bench

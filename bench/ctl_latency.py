@@ -69,7 +69,7 @@ def time_once(argv: list[str], env: dict[str, str]) -> float:
 
 def interleaved(pairs: dict[str, tuple[list[str], dict[str, str]]], rounds: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in pairs}
-    for name, (argv, env) in pairs.items():  # warm the page cache and .pyc files
+    for argv, env in pairs.values():  # warm the page cache and .pyc files
         time_once(argv, env)
     for _ in range(rounds):
         for name, (argv, env) in pairs.items():

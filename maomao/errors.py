@@ -42,6 +42,14 @@ class StoreUnavailable(MaomaoError):
     exit_code = 1
 
 
+class StoreError(MaomaoError):
+    """The store answered, with an error (a request it refused, a server fault)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 class ConditionFailed(MaomaoError):
     """A conditional write found another revision than the one it expected."""
 

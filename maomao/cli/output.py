@@ -9,9 +9,10 @@ from typing import Any, TextIO
 
 
 def emit_json(objects: Iterable[Mapping[str, Any]], out: TextIO | None = None) -> None:
-    """A JSON list of objects, one call of ``print``."""
+    """A JSON list of objects, one object a line (``indent`` would cost the C encoder)."""
     out = out or sys.stdout
-    out.write(json.dumps(list(objects), indent=2, sort_keys=False) + "\n")
+    lines = ",\n".join(json.dumps(obj, ensure_ascii=False) for obj in objects)
+    out.write(f"[\n{lines}\n]\n" if lines else "[]\n")
 
 
 def emit_table(

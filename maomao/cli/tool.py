@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Annotated, Literal
@@ -40,7 +41,7 @@ def _details(tool: Tool) -> list[tuple[str, str]]:
         ("code_repo", tool.code_repo),
         ("runtime", tool.runtime),
         ("command", tool.command or "(the image's)"),
-        ("env", " ".join(f"{k}={v}" for k, v in tool.env.items()) or "-"),
+        ("env", " ".join(f"{k}={shlex.quote(v)}" for k, v in tool.env.items()) or "-"),
         ("timeout", f"{tool.timeout:g}s" if tool.timeout else "(default)"),
         ("limits", limits or "(defaults)"),
         ("metrics", " ".join(tool.metrics) or "-"),

@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from maomao.errors import Compacted, ConditionFailed, LeaseExpired, StoreUnavailable
+from maomao.errors import Compacted, ConditionFailed, LeaseExpired, StoreError, StoreUnavailable
 from maomao.store import (
     Compare,
     Delete,
@@ -339,7 +339,7 @@ class EmbeddedStore(Store):
         def forget(db: sqlite3.Connection) -> None:
             current = _meta(db, "revision")
             if revision > current:
-                raise ValueError(f"cannot compact to {revision}: the store is at {current}")
+                raise StoreError(f"{self.location}: cannot compact to {revision}, a future revision ({current})")
             db.execute("DELETE FROM log WHERE revision < ?", (revision,))
             db.execute(
                 "UPDATE meta SET value = max(value, ?) WHERE name = 'compact_revision'", (revision,)

@@ -31,7 +31,7 @@ import requests
 from etcd3gw import exceptions as etcd_errors
 from etcd3gw.client import Etcd3Client
 
-from maomao.errors import Compacted, ConditionFailed, LeaseExpired, StoreUnavailable
+from maomao.errors import Compacted, ConditionFailed, LeaseExpired, StoreError, StoreUnavailable
 from maomao.store import (
     Compare,
     Delete,
@@ -134,8 +134,18 @@ def _response_op(op: Operation, response: dict[str, Any]) -> KeyValue | int | No
     return None
 
 
-def _is_lease_not_found(exc: etcd_errors.Etcd3Exception) -> bool:
-    return "lease not found" in (exc.detail_text or "")
+def _error_message(body: str | None) -> str:
+    """The gateway's error message out of its JSON error body."""
+    try:
+        data = json.loads(body or "")
+    except ValueError:
+        return " ".join((body or "no detail").split())[:200]
+    message = data.get("message") or data.get("error") if isinstance(data, dict) else None
+    return str(message or body)[:200]
+
+
+def _is_lease_not_found(exc: StoreError) -> bool:
+    return "lease not found" in exc.detail
 
 
 class EtcdStore(Store):
@@ -192,6 +202,9 @@ class EtcdStore(Store):
             except _UNREACHABLE as exc:
                 errors.append(f"{self.endpoints[index]}: {type(exc).__name__}")
                 continue
+            except etcd_errors.Etcd3Exception as exc:
+                detail = _error_message(exc.detail_text)
+                raise StoreError(f"etcd at {self.endpoints[index]} refused {path}: {detail}", detail) from exc
             self._current = index
             return result
         raise StoreUnavailable(f"{self.location} is unreachable ({'; '.join(errors)})")
@@ -231,7 +244,7 @@ class EtcdStore(Store):
             payload["lease"] = lease
         try:
             response = await self._post("/kv/put", payload)
-        except etcd_errors.Etcd3Exception as exc:
+        except StoreError as exc:
             if _is_lease_not_found(exc):
                 raise LeaseExpired(f"lease {lease:x} not found") from exc
             raise
@@ -257,7 +270,7 @@ class EtcdStore(Store):
         }
         try:
             result = await self._post("/kv/txn", payload)
-        except etcd_errors.Etcd3Exception as exc:
+        except StoreError as exc:
             if _is_lease_not_found(exc):
                 raise LeaseExpired("a lease in the transaction was not found") from exc
             raise
@@ -286,7 +299,7 @@ class EtcdStore(Store):
     async def revoke(self, lease: int) -> None:
         try:
             await self._post("/kv/lease/revoke", {"ID": lease})
-        except etcd_errors.Etcd3Exception as exc:
+        except StoreError as exc:
             if not _is_lease_not_found(exc):
                 raise
 

@@ -246,6 +246,14 @@ async def test_compacted_revision_is_reported(
         await store.aclose()
 
 
+async def test_a_refused_request_is_a_store_error(store: Store, prefix: str) -> None:
+    from maomao.errors import StoreError
+
+    rev = await store.put(prefix + "a", b"1")
+    with pytest.raises(StoreError, match="future revision"):
+        await store.compact(rev + 1_000_000)
+
+
 async def test_etcd_watch_resumes_after_restart(own_etcd: EtcdCluster, prefix: str) -> None:
     store = EtcdStore(own_etcd.endpoints, timeout=2)
     start = await store.put(prefix + "r/0", b"before")
