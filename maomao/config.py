@@ -60,6 +60,21 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """``[daemon]``: how a member schedules, runs and keeps runs."""
+
+    labels: dict[str, str]
+    max_parallel: int
+    claim_grace: float
+    shutdown_grace: float
+    run_timeout: float
+    kill_grace: float
+    keep_runs: int
+    max_run_age: float
+    state_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -67,6 +82,7 @@ class Config:
     importdir: Path
     member: str
     store: StoreConfig
+    daemon: DaemonConfig
 
 
 # -- value parsers: each takes the text and returns the value or raises ValueError
@@ -152,6 +168,26 @@ def _member(value: str) -> str:
     return value
 
 
+def _labels(value: str) -> dict[str, str]:
+    from maomao.errors import ValidationError
+    from maomao.model import parse_labels
+
+    try:
+        return parse_labels(value)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _duration_seconds(value: str) -> float:
+    from maomao.errors import ValidationError
+    from maomao.schedule import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValidationError:
+        raise ValueError("must be a duration like 30d, 12h or 90m") from None
+
+
 def _existing_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError(f"{value!r} is not a readable file")
@@ -180,6 +216,17 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
         "key": (_existing_file, None),
         "ttl": (_integer(2, 3600), "10"),
         "timeout": (_seconds, "5"),
+    },
+    "daemon": {
+        "labels": (_labels, ""),
+        "max_parallel": (_integer(1, 1024), "4"),
+        "claim_grace": (_seconds, "2"),
+        "shutdown_grace": (_seconds, "30"),
+        "run_timeout": (_seconds, "3600"),
+        "kill_grace": (_seconds, "10"),
+        "keep_runs": (_integer(1, 100000), "100"),
+        "max_run_age": (_duration_seconds, "30d"),
+        "state_dir": (_text, None),
     },
 }
 
@@ -342,5 +389,16 @@ def load_config(
             key=values["store", "key"],
             ttl=values["store", "ttl"],
             timeout=values["store", "timeout"],
+        ),
+        daemon=DaemonConfig(
+            labels=values["daemon", "labels"],
+            max_parallel=values["daemon", "max_parallel"],
+            claim_grace=values["daemon", "claim_grace"],
+            shutdown_grace=values["daemon", "shutdown_grace"],
+            run_timeout=values["daemon", "run_timeout"],
+            kill_grace=values["daemon", "kill_grace"],
+            keep_runs=values["daemon", "keep_runs"],
+            max_run_age=values["daemon", "max_run_age"],
+            state_dir=path(values["daemon", "state_dir"], state),
         ),
     )

@@ -15,10 +15,14 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Self
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from maomao.errors import MaomaoError, ValidationError
+
+if TYPE_CHECKING:
+    from maomao.schedule import Expression
 
 SCHEMA_VERSION = 1
 
@@ -314,3 +318,168 @@ class Dataset(Record):
         check_name(self.name, "dataset name")
         check_repo_url(self.url, "url")
         check_text(self.description, "description", limit=1024, empty=True)
+
+
+# -- the daemon's records: schedules, members, claims, runs, run requests ----
+
+CATCH_UP = ("latest", "skip", "all")
+CONCURRENCY = ("forbid", "allow")
+RUN_STATES = ("claimed", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped")
+FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+TRIGGERS = ("schedule", "request")
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+PLACEMENT_RULE = "any, all, a member name, or LABEL=VALUE"
+
+
+def utc_iso(moment: datetime) -> str:
+    """``2026-11-30T03:00:00Z``: how records write times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def check_placement(on: str) -> str:
+    """Where a tool may run: ``any``, ``all``, a member name or ``LABEL=VALUE``."""
+    key, sep, value = on.partition("=")
+    if on in ("any", "all") or (not sep and valid_name(on)):
+        return on
+    if sep and _LABEL.fullmatch(key) and _LABEL.fullmatch(value):
+        return on
+    raise ValidationError(f"--on {on!r} is not allowed: use {PLACEMENT_RULE}")
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``"site=lab,gpu=yes"`` -> ``{"site": "lab", "gpu": "yes"}``."""
+    labels: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not _LABEL.fullmatch(key) or not _LABEL.fullmatch(value):
+            raise ValidationError(f"label {pair!r} must be KEY=VALUE of letters, digits, '.', '_', '-'")
+        labels[key] = value
+    return labels
+
+
+def _check_choice(value: object, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValidationError(f"{what} {value!r} must be one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule(Record):
+    """When a tool runs (``schedules/<tool>``)."""
+
+    kind: ClassVar[str] = "schedule"
+
+    name: str
+    expression: str
+    timezone: str = "UTC"
+    catch_up: str = "latest"
+    concurrency: str = "forbid"
+    on: str = "any"
+    created: str = ""
+
+    def __post_init__(self) -> None:
+        from maomao.schedule import parse_expression
+
+        check_name(self.name, "tool name")
+        if not isinstance(self.expression, str) or not isinstance(self.timezone, str):
+            raise ValidationError("expression and timezone must be text")
+        parse_expression(self.expression, self.name, self.timezone)
+        _check_choice(self.catch_up, CATCH_UP, "--catch-up")
+        _check_choice(self.concurrency, CONCURRENCY, "--concurrency")
+        check_placement(self.on)
+
+    def parsed(self) -> Expression:
+        from maomao.schedule import parse_expression
+
+        return parse_expression(self.expression, self.name, self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Member(Record):
+    """A live daemon (``members/<name>``, bound to its lease)."""
+
+    kind: ClassVar[str] = "member"
+
+    name: str
+    host: str
+    version: str
+    runtimes: tuple[str, ...]
+    labels: dict[str, str]
+    started: str
+    pid: int = 0
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "member name")
+        object.__setattr__(self, "runtimes", tuple(self.runtimes))
+
+    def eligible(self, on: str, runtime: str) -> bool:
+        """Whether this member may run a tool of ``runtime`` placed ``on``."""
+        if runtime not in self.runtimes:
+            return False
+        if on in ("any", "all"):
+            return True
+        key, sep, value = on.partition("=")
+        return self.labels.get(key) == value if sep else self.name == on
+
+
+@dataclass(frozen=True, slots=True)
+class Claim(Record):
+    """A run in progress (``claims/<tool>/<run-id>``, bound to the claimer's lease).
+
+    Its ``mod_revision`` in the store is the fencing token: the run is
+    recorded only while the claim still has the revision its member wrote.
+    """
+
+    kind: ClassVar[str] = "claim"
+
+    name: str  # the run id
+    tool: str
+    member: str
+    slot: str
+    trigger: str
+    state: str
+    claimed: str
+    started: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run(Record):
+    """A finished (or skipped) run (``runs/<tool>/<run-id>``)."""
+
+    kind: ClassVar[str] = "run"
+
+    id: str
+    tool: str
+    slot: str
+    trigger: str
+    member: str
+    state: str
+    started: str | None = None
+    finished: str | None = None
+    exit_code: int | None = None
+    output_tail: str = ""
+    detail: str = ""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.id
+
+    def __post_init__(self) -> None:
+        _check_choice(self.state, RUN_STATES, "run state")
+        _check_choice(self.trigger, TRIGGERS, "run trigger")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest(Record):
+    """A run-now request from ``ctl`` (``requests/<run-id>``), until its run is recorded."""
+
+    kind: ClassVar[str] = "request"
+
+    name: str  # the run id
+    tool: str
+    on: str
+    created: str
+    by: str = ""

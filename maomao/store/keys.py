@@ -54,8 +54,19 @@ class Keys:
     def request(self, run_id: str) -> str:
         return f"{self.requests}{run_id}"
 
-    def claim(self, tool: str, slot: str) -> str:
-        return f"{self.prefix}claims/{tool}/{slot}"
+    @property
+    def claims(self) -> str:
+        return f"{self.prefix}claims/"
+
+    def claims_of(self, tool: str) -> str:
+        return f"{self.claims}{tool}/"
+
+    def claim(self, tool: str, run_id: str) -> str:
+        return f"{self.claims_of(tool)}{run_id}"
+
+    @property
+    def all_runs(self) -> str:
+        return f"{self.prefix}runs/"
 
     def runs(self, tool: str) -> str:
         return f"{self.prefix}runs/{tool}/"
