@@ -30,6 +30,7 @@ ctl = App(
 ctl.command("maomao.cli.tool:app", name="tool", help="Register, list and remove tools.")
 ctl.command("maomao.cli.dataset:app", name="dataset", help="Register, list and remove datasets.")
 app.command(ctl)
+app.command("maomao.cli.daemon:daemon", name="daemon", help="Run this machine's member of the collaboration.")
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,177 @@
+"""``maomao daemon``: one member of the collaboration, one Trio root nursery.
+
+Started in order, each with ``await nursery.start()`` (DESIGN section 4):
+
+1. signals: SIGTERM/SIGINT drain and stop, SIGHUP reloads the config;
+2. membership: the lease and ``members/<me>``, kept alive (registered
+   before the nursery opens: a name in use stops the daemon with exit 1);
+3. the state cache: read, then follow with a watch;
+4. the outbox: records of runs finished while the store was away;
+5. the executor, then the scheduler;
+6. the status task: ``STATUS=`` lines and the watchdog, which pings only
+   while the scheduler loop makes progress.
+
+``READY=1`` goes out once all of that has started, so it means the store
+answers and this member is registered.  On SIGTERM the daemon sends
+``STOPPING=1``, claims nothing more, lets running runs finish for
+``shutdown_grace`` seconds, cancels the rest (recorded ``cancelled``),
+revokes its lease and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import trio
+
+from maomao.config import Config, load_config
+from maomao.daemon.cache import StateCache
+from maomao.daemon.executor import Executor
+from maomao.daemon.membership import Membership
+from maomao.daemon.notify import Notifier
+from maomao.daemon.recording import Outbox
+from maomao.daemon.scheduler import Scheduler
+from maomao.errors import StoreError, StoreUnavailable
+from maomao.runner import Runner
+from maomao.runner.process import ProcessRunner
+from maomao.store import Store, open_store
+from maomao.store.keys import Keys
+
+log = logging.getLogger("maomao.daemon")
+
+
+def available_runners() -> dict[str, Runner]:
+    """The runtimes this member can run."""
+    return {"process": ProcessRunner()}
+
+
+class Daemon:
+    """The member: its parts, wired together, and its life cycle."""
+
+    def __init__(self, config: Config, config_path: str | None, notifier: Notifier) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier
+        self.store: Store = open_store(config.store)
+        self.keys = Keys(config.store.prefix)
+        self.runners = available_runners()
+        self.membership = Membership(
+            self.store, self.keys, config.member, config.store.ttl, tuple(sorted(self.runners)),
+            config.daemon.labels,
+        )
+        self.cache = StateCache(self.store, self.keys)
+        self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox")
+        self.executor = Executor(self.store, self.keys, config, self.cache, self.runners, self.outbox)
+        self.scheduler = Scheduler(self.store, self.keys, config, self.cache, self.membership, self.executor)
+
+    def status(self) -> str:
+        """The one-line summary systemd shows."""
+        store = "store ok" if self.membership.store_ok else "store UNREACHABLE"
+        outbox = len(self.outbox)
+        return (
+            f"{self.membership.name}: {len(self.cache.members)} members, "
+            f"{len(self.cache.schedules)} scheduled tools, {len(self.executor.active)} runs active, "
+            f"{self.executor.finished} finished; {store} ({self.store.location})"
+            + (f"; {outbox} records in the outbox" if outbox else "")
+        )
+
+    async def _register(self) -> None:
+        """Register, waiting for the store to answer (systemd's start timeout bounds it)."""
+        while True:
+            try:
+                await self.membership.register()
+                return
+            except (StoreUnavailable, StoreError) as exc:
+                log.error("cannot register: %s; retrying", exc)
+                self.notifier.status(f"waiting for the store: {exc}")
+                await trio.sleep(1)
+
+    async def _signals(self, nursery: trio.Nursery, *, task_status: trio.TaskStatus[None]) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self._reload()
+                    continue
+                log.info("signal %s: stopping", signal.Signals(signum).name)
+                await self._stop(nursery)
+                return
+
+    async def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config_path)
+        except Exception as exc:  # a bad file keeps the running config
+            log.error("reload failed, keeping the running config: %s", exc)
+        else:
+            if config.store != self.config.store or config.member != self.config.member:
+                log.warning("reload: [store] and member changes take effect at the next restart")
+            self.config = config
+            self.executor.config = config
+            self.scheduler.config = config
+            if config.daemon.labels != self.membership.labels:
+                self.membership.labels = config.daemon.labels
+                try:
+                    await self.membership.update()
+                except (StoreUnavailable, StoreError) as exc:
+                    log.warning("reload: could not update the member record: %s", exc)
+            log.info("configuration reloaded")
+        self.notifier.ready(self.status())
+
+    async def _stop(self, nursery: trio.Nursery) -> None:
+        self.notifier.stopping()
+        self.scheduler.stopped = True
+        with trio.CancelScope(shield=True):
+            await self.executor.drain(self.config.daemon.shutdown_grace)
+            await self.membership.leave()
+        nursery.cancel_scope.cancel()
+
+    async def _report(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """STATUS= every second; WATCHDOG=1 only while the scheduler makes progress."""
+        task_status.started()
+        interval = self.notifier.watchdog_interval
+        seen = -1
+        last_ping = trio.current_time()
+        while True:
+            self.notifier.status(self.status())
+            if interval is not None and trio.current_time() - last_ping >= interval:
+                if self.scheduler.progress != seen:
+                    seen = self.scheduler.progress
+                    self.notifier.watchdog()
+                    last_ping = trio.current_time()
+                else:
+                    log.error("scheduler loop made no progress for %.1fs: no watchdog ping", interval)
+            await trio.sleep(min(1.0, interval or 1.0))
+
+    async def serve(self) -> None:
+        await self._register()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._signals, nursery)
+                await nursery.start(self.membership.keep_alive)
+                await nursery.start(self.cache.follow)
+                await nursery.start(self.outbox.flush_loop)
+                await nursery.start(self.executor.serve)
+                await nursery.start(self.scheduler.run)
+                await nursery.start(self._report)
+                self.notifier.ready(self.status())
+                log.info("ready: %s", self.status())
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.membership.leave()
+                await self.store.aclose()
+        log.info("stopped")
+
+
+def run_daemon(config_path: str | Path | None = None) -> int:
+    """Entry point of ``maomao daemon``: returns the exit status."""
+    from maomao.journal import setup_logging
+
+    setup_logging()
+    notifier = Notifier.from_environment()
+    config = load_config(config_path)
+    daemon = Daemon(config, str(config_path) if config_path else None, notifier)
+    trio.run(daemon.serve)
+    return 0

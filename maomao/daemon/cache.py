@@ -1,0 +1,164 @@
+"""The state cache: what the daemon decides on, read once and kept current by a watch.
+
+It holds the parsed tools, schedules, members, claims and run requests
+(everything under the prefix but runs and spikes, which grow without
+bound), and remembers the runs recorded recently so the scheduler does not
+try to claim a slot that is done.  Loading ranges each collection, then one
+watch of the whole prefix follows from the oldest revision read; an event
+older than what a key already holds is ignored, so the overlap is harmless.
+A compacted revision reloads everything.  A record that does not parse is
+logged once and left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict
+from typing import TypeVar
+
+import trio
+
+from maomao.errors import Compacted, MaomaoError, StoreUnavailable
+from maomao.model import Claim, Member, Record, RunRequest, Schedule, Tool
+from maomao.store import Event, KeyValue, Store
+from maomao.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
+
+#: how many recorded run keys the cache remembers
+RECORDED_MEMORY = 200_000
+
+
+class StateCache:
+    """Parsed records by name, current to ``revision``."""
+
+    def __init__(self, store: Store, keys: Keys) -> None:
+        self.store = store
+        self.keys = keys
+        self.revision = 0
+        self.generation = 0
+        self.tools: dict[str, Tool] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.members: dict[str, Member] = {}
+        self.requests: dict[str, RunRequest] = {}
+        #: claim key -> (claim, mod_revision)
+        self.claims: dict[str, tuple[Claim, int]] = {}
+        self.recorded: OrderedDict[str, None] = OrderedDict()
+        self._mod: dict[str, int] = {}
+        self._bad: set[tuple[str, int]] = set()
+        self._changed = trio.Event()
+        self._collections: list[tuple[str, type[Record], dict[str, object]]] = [
+            (keys.tools, Tool, self.tools),  # type: ignore[list-item]
+            (keys.schedules, Schedule, self.schedules),  # type: ignore[list-item]
+            (keys.members, Member, self.members),  # type: ignore[list-item]
+            (keys.requests, RunRequest, self.requests),  # type: ignore[list-item]
+        ]
+
+    # -- reading -------------------------------------------------------------
+
+    def claims_of(self, tool: str) -> list[Claim]:
+        prefix = self.keys.claims_of(tool)
+        return [claim for key, (claim, _) in self.claims.items() if key.startswith(prefix)]
+
+    def is_recorded(self, run_key: str) -> bool:
+        return run_key in self.recorded
+
+    def note_recorded(self, run_key: str) -> None:
+        self.recorded[run_key] = None
+        self.recorded.move_to_end(run_key)
+        while len(self.recorded) > RECORDED_MEMORY:
+            self.recorded.popitem(last=False)
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+    # -- keeping current ---------------------------------------------------------
+
+    def _parse(self, kv: KeyValue, record: type[R]) -> R | None:
+        try:
+            return record.from_value(kv.value)
+        except MaomaoError as exc:
+            if (kv.key, kv.mod_revision) not in self._bad:
+                self._bad.add((kv.key, kv.mod_revision))
+                log.error("ignoring %s: %s", kv.key, exc)
+            return None
+
+    def apply(self, event: Event) -> None:
+        """Fold one change in (idempotent, ignores events older than what it has)."""
+        key = event.kv.key
+        if event.type == "put" and key.startswith(self.keys.all_runs):
+            self.note_recorded(key)
+            return
+        if self._mod.get(key, 0) >= event.revision:
+            return
+        self._mod[key] = event.revision
+        if key.startswith(self.keys.claims):
+            if event.type == "delete":
+                self.claims.pop(key, None)
+            else:
+                claim = self._parse(event.kv, Claim)
+                if claim is not None:
+                    self.claims[key] = (claim, event.kv.mod_revision)
+        else:
+            for prefix, record, target in self._collections:
+                if key.startswith(prefix):
+                    name = key[len(prefix) :]
+                    parsed = self._parse(event.kv, record) if event.type == "put" else None
+                    if parsed is None:
+                        target.pop(name, None)
+                    else:
+                        target[name] = parsed
+                    break
+            else:
+                return
+        self.generation += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def load(self) -> None:
+        """Read every collection afresh."""
+        for mapping in (self.tools, self.schedules, self.members, self.requests, self.claims):
+            mapping.clear()
+        self._mod.clear()
+        revisions = []
+        for prefix in (self.keys.tools, self.keys.schedules, self.keys.members, self.keys.requests, self.keys.claims):
+            result = await self.store.range(prefix)
+            revisions.append(result.revision)
+            for kv in result.kvs:
+                self.apply(Event("put", kv))
+        self.revision = min(revisions)
+        self.generation += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load, report started, then apply every change until cancelled."""
+        while True:
+            try:
+                await self.load()
+                break
+            except StoreUnavailable as exc:
+                log.warning("state cache: %s; retrying", exc)
+                await trio.sleep(1)
+        task_status.started()
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch(self.keys.prefix, self.revision + 1)) as events:  # type: ignore[type-var]
+                    async for event in events:
+                        self.revision = max(self.revision, event.revision)
+                        self.apply(event)
+            except Compacted as exc:
+                log.warning("state cache: %s; reloading", exc)
+            except StoreUnavailable as exc:
+                log.warning("state cache: %s; retrying", exc)
+                await trio.sleep(1)
+                continue
+            while True:
+                try:
+                    await self.load()
+                    break
+                except StoreUnavailable:
+                    await trio.sleep(1)

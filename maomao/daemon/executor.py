@@ -1,0 +1,197 @@
+"""The executor: runs the slots this member claimed, at most ``max_parallel`` at once.
+
+For each claimed job: mark the claim ``running`` (fenced), run the tool
+with its runtime's runner in a cancel scope of its own, and record the
+outcome (see :mod:`maomao.daemon.recording`).  A slot that comes while the
+tool's previous run is still going, with ``--concurrency forbid``, is
+recorded as ``skipped``.  ``drain`` lets running jobs finish for a grace
+period, then cancels them (their runner stops the process) and records
+them ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import trio
+
+from maomao.config import Config
+from maomao.daemon.cache import StateCache
+from maomao.daemon.recording import Outbox, PendingRecord
+from maomao.errors import StoreError, StoreUnavailable
+from maomao.model import Claim, Run, Tool, utc_iso
+from maomao.runner import Runner, RunnerUnavailable, RunOutcome, RunSpec
+from maomao.store import Compare, Put, Store
+from maomao.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """A claimed run on its way through this member."""
+
+    tool: str
+    run_id: str
+    slot: str
+    trigger: str
+    claim: Claim
+    fence: int
+    lease: int
+    request_key: str | None = None
+    forbid_overlap: bool = False
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class Executor:
+    """Runs claimed jobs and records them."""
+
+    def __init__(
+        self,
+        store: Store,
+        keys: Keys,
+        config: Config,
+        cache: StateCache,
+        runners: dict[str, Runner],
+        outbox: Outbox,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.config = config
+        self.cache = cache
+        self.runners = runners
+        self.outbox = outbox
+        self.active: dict[str, Job] = {}
+        self.finished = 0
+        self._nursery: trio.Nursery | None = None
+        self._idle = trio.Event()
+
+    @property
+    def capacity(self) -> int:
+        return self.config.daemon.max_parallel - len(self.active)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def start(self, job: Job) -> None:
+        assert self._nursery is not None, "executor not serving"
+        self.active[f"{job.tool}/{job.run_id}"] = job
+        self._nursery.start_soon(self._execute, job)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running jobs, then cancel the rest."""
+        with trio.move_on_after(grace):
+            while self.active:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        for job in list(self.active.values()):
+            log.warning("cancelling run %s of %s (shutdown grace over)", job.run_id, job.tool)
+            job.scope.cancel()
+        with trio.move_on_after(self.config.daemon.kill_grace + 5):
+            while self.active:
+                self._idle = trio.Event()
+                await self._idle.wait()
+
+    # -- one job -----------------------------------------------------------
+
+    async def _execute(self, job: Job) -> None:
+        try:
+            run = await self._run(job)
+            if run is not None:
+                pending = PendingRecord(
+                    run, self.keys.run(job.tool, job.run_id), self.keys.claim(job.tool, job.run_id), job.fence,
+                    job.request_key,
+                )
+                with trio.CancelScope(shield=True):
+                    outcome = await self.outbox.record(pending)
+                if outcome == "recorded":
+                    self.cache.note_recorded(pending.run_key)
+                log.info("run %s of %s: %s (%s)", job.run_id, job.tool, run.state, outcome)
+        except Exception:
+            log.exception("bug: run %s of %s failed inside the executor", job.run_id, job.tool)
+        finally:
+            self.finished += 1
+            self.active.pop(f"{job.tool}/{job.run_id}", None)
+            self._idle.set()
+
+    def _run_record(self, job: Job, state: str, outcome: RunOutcome | None = None, detail: str = "") -> Run:
+        now = utc_iso(datetime.now(UTC))
+        return Run(
+            id=job.run_id,
+            tool=job.tool,
+            slot=job.slot,
+            trigger=job.trigger,
+            member=job.claim.member,
+            state=state,
+            started=utc_iso(outcome.started) if outcome else job.claim.started,
+            finished=utc_iso(outcome.finished) if outcome else now,
+            exit_code=outcome.exit_code if outcome else None,
+            output_tail=outcome.output_tail if outcome else "",
+            detail=detail or (outcome.detail if outcome else ""),
+        )
+
+    async def _mark_running(self, job: Job) -> bool:
+        running = Claim(**{**job.claim.to_dict(), "state": "running", "started": utc_iso(datetime.now(UTC))})
+        key = self.keys.claim(job.tool, job.run_id)
+        try:
+            result = await self.store.txn(
+                [Compare(key, "mod", "=", job.fence)], [Put(key, running.to_value(), job.lease)]
+            )
+        except (StoreUnavailable, StoreError) as exc:
+            log.warning("run %s of %s: could not mark it running (%s); running it anyway", job.run_id, job.tool, exc)
+            job.claim = running
+            return True
+        if not result.succeeded:
+            log.warning("run %s of %s: claim lost before it started; not running it", job.run_id, job.tool)
+            return False
+        job.claim, job.fence = running, result.revision
+        return True
+
+    async def _run(self, job: Job) -> Run | None:
+        tool = self.cache.tools.get(job.tool)
+        if tool is None:
+            return self._run_record(job, "failed", detail=f"tool {job.tool} is no longer registered")
+        if job.forbid_overlap:
+            others = [c for c in self.cache.claims_of(job.tool) if c.name != job.run_id]
+            if others:
+                return self._run_record(job, "skipped", detail=f"run {others[0].name} was still going")
+        if not await self._mark_running(job):
+            return None
+        runner = self.runners.get(tool.runtime)
+        if runner is None:
+            return self._run_record(job, "failed", detail=f"runtime {tool.runtime} is not available on this member")
+        spec = self._spec(tool, job)
+        outcome: RunOutcome | None = None
+        try:
+            with job.scope:
+                outcome = await runner.run(spec)
+        except RunnerUnavailable as exc:
+            return self._run_record(job, "failed", detail=str(exc))
+        if outcome is None or job.scope.cancelled_caught:
+            return self._cancelled(job, spec)
+        return self._run_record(job, outcome.state, outcome)
+
+    def _cancelled(self, job: Job, spec: RunSpec) -> Run:
+        from maomao.runner import read_tail
+
+        run = self._run_record(job, "cancelled", detail="stopped at shutdown")
+        return Run(**{**run.to_dict(), "output_tail": read_tail(spec.log_path)})
+
+    def _spec(self, tool: Tool, job: Job) -> RunSpec:
+        importdir: Path = self.config.importdir
+        return RunSpec(
+            tool=tool,
+            run_id=job.run_id,
+            slot=job.slot,
+            member=job.claim.member,
+            workdir=importdir / tool.name,
+            log_path=importdir / ".maomao" / "logs" / tool.name / f"{job.run_id}.log",
+            timeout=tool.timeout or self.config.daemon.run_timeout,
+            kill_grace=self.config.daemon.kill_grace,
+        )
