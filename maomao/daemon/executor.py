@@ -43,6 +43,8 @@ class Job:
     lease: int
     request_key: str | None = None
     forbid_overlap: bool = False
+    #: an ``--on all`` run: overlap counts on this member only
+    per_member: bool = False
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -158,7 +160,11 @@ class Executor:
         if tool is None:
             return self._run_record(job, "failed", detail=f"tool {job.tool} is no longer registered")
         if job.forbid_overlap:
-            others = [c for c in self.cache.claims_of(job.tool) if c.name != job.run_id]
+            # another slot's run still going (for --on all: on this member)
+            others = [
+                c for c in self.cache.claims_of(job.tool)
+                if c.slot != job.slot and (not job.per_member or c.member == job.claim.member)
+            ]
             if others:
                 return self._run_record(job, "skipped", detail=f"run {others[0].name} was still going")
         if not await self._mark_running(job):

@@ -75,6 +75,8 @@ class Pending:
     on: str
     request_key: str | None = None
     forbid_overlap: bool = False
+    #: catch_up = all with concurrency = forbid: a backlog runs one slot at a time
+    sequential: bool = False
 
 
 @dataclass
@@ -127,16 +129,20 @@ class Scheduler:
     def _work(self, schedule: Schedule, expression: Expression, fire: datetime) -> Pending | None:
         tool = self.cache.tools.get(schedule.name)
         runtime = tool.runtime if tool else "container"
-        deadline = fire + max(expression.period, self.takeover_window())
+        # catch_up = all keeps a slot until it runs; the others give up on it
+        # after a period, or after the time a takeover from a dead claimer needs
+        deadline = None if schedule.catch_up == "all" else fire + max(expression.period, self.takeover_window())
         run_id = slot_id(fire)
         if schedule.on == "all":
             member = self.cache.members.get(self.me)
             if member is None or not member.eligible("all", runtime):
                 return None
             run_id = f"{run_id}.{self.me}"
+        forbid = schedule.concurrency == "forbid"
+        sequential = forbid and schedule.catch_up == "all"
         return Pending(
             schedule.name, run_id, utc_iso(fire), fire, deadline, "schedule", schedule.on,
-            forbid_overlap=schedule.concurrency == "forbid",
+            forbid_overlap=forbid and not sequential, sequential=sequential,
         )
 
     def _add(self, work: Pending | None) -> None:
@@ -225,7 +231,8 @@ class Scheduler:
         if not self.membership.store_ok:
             return "the store does not answer: claiming nothing", 1.0
         to_claim: list[Pending] = []
-        for key, work in list(self.pending.items()):
+        busy: set[str] = set()  # tools whose backlog waits for the run in progress
+        for key, work in sorted(self.pending.items(), key=lambda item: item[1].due):
             if self.cache.is_recorded(self.keys.run(work.tool, work.run_id)):
                 del self.pending[key]
                 continue
@@ -235,6 +242,10 @@ class Scheduler:
                 continue
             if self.keys.claim(work.tool, work.run_id) in self.cache.claims:
                 continue
+            if work.sequential:
+                if work.tool in busy or self.cache.claims_of(work.tool):
+                    continue
+                busy.add(work.tool)
             claim_at = self._claim_time(work)
             if claim_at is None:
                 continue
@@ -292,7 +303,7 @@ class Scheduler:
             self.executor.start(
                 Job(
                     work.tool, work.run_id, work.slot, work.trigger, claim, result.revision, lease,
-                    work.request_key, work.forbid_overlap,
+                    work.request_key, work.forbid_overlap, per_member=work.on == "all",
                 )
             )
             return
