@@ -8,7 +8,8 @@ Started in order, each with ``await nursery.start()`` (DESIGN section 4):
 3. the state cache: read, then follow with a watch;
 4. the outbox: records of runs finished while the store was away;
 5. the executor, then the scheduler;
-6. the status task: ``STATUS=`` lines and the watchdog, which pings only
+6. the retention sweeper (old run records);
+7. the status task: ``STATUS=`` lines and the watchdog, which pings only
    while the scheduler loop makes progress.
 
 ``READY=1`` goes out once all of that has started, so it means the store
@@ -32,6 +33,7 @@ from maomao.daemon.executor import Executor
 from maomao.daemon.membership import Membership
 from maomao.daemon.notify import Notifier
 from maomao.daemon.recording import Outbox
+from maomao.daemon.retention import RetentionSweeper
 from maomao.daemon.scheduler import Scheduler
 from maomao.errors import StoreError, StoreUnavailable
 from maomao.runner import Runner
@@ -65,6 +67,7 @@ class Daemon:
         self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox")
         self.executor = Executor(self.store, self.keys, config, self.cache, self.runners, self.outbox)
         self.scheduler = Scheduler(self.store, self.keys, config, self.cache, self.membership, self.executor)
+        self.retention = RetentionSweeper(self.store, self.keys, config, self.cache, self.membership)
 
     def status(self) -> str:
         """The one-line summary systemd shows."""
@@ -111,6 +114,7 @@ class Daemon:
             self.config = config
             self.executor.config = config
             self.scheduler.config = config
+            self.retention.config = config
             if config.daemon.labels != self.membership.labels:
                 self.membership.labels = config.daemon.labels
                 try:
@@ -155,6 +159,7 @@ class Daemon:
                 await nursery.start(self.outbox.flush_loop)
                 await nursery.start(self.executor.serve)
                 await nursery.start(self.scheduler.run)
+                await nursery.start(self.retention.run)
                 await nursery.start(self._report)
                 self.notifier.ready(self.status())
                 log.info("ready: %s", self.status())

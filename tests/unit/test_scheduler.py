@@ -297,3 +297,29 @@ async def test_member_record_eligibility() -> None:
     assert not member.eligible("site=home", "process")
     assert member.eligible("m", "process") and not member.eligible("n", "process")
     assert not member.eligible("any", "container")
+
+
+@pytest.mark.timeout(30)
+async def test_retention_keeps_the_newest_and_drops_the_old(tmp_path: Path, mock_clock: trio.testing.MockClock) -> None:
+    from maomao.daemon.retention import RetentionSweeper
+
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.tool("r", "@every 1h")
+        a = await cluster.add_member("a")
+        await cluster.settle()
+        for day in range(40):  # one run a day, the newest today
+            finished = now() - timedelta(days=39 - day) + timedelta(hours=1)
+            run = Run(
+                id=finished.strftime("%Y%m%dT%H%M%SZ"), tool="r", slot=utc_iso(finished), trigger="schedule",
+                member="a", state="succeeded", started=utc_iso(finished), finished=utc_iso(finished),
+            )
+            await cluster.store.put(KEYS.run("r", run.id), run.to_value())
+        config = cluster.config
+        sweeper = RetentionSweeper(cluster.store, KEYS, config, a.cache, a.membership, now=now)
+        # default: keep 100, none older than 30 days: the runs of days 31-39 back go
+        assert await sweeper.sweep() == 9
+        left = await cluster.runs("r")
+        assert len(left) == 31 and left[-1].finished == utc_iso(now() + timedelta(hours=1))
+        object.__setattr__(config.daemon, "keep_runs", 5)
+        assert await sweeper.sweep() == 26
+        assert [r.id for r in await cluster.runs("r")] == [r.id for r in left[-5:]]
