@@ -63,6 +63,7 @@ class ProcessRunner:
                 )
             except OSError as exc:
                 log.write(f"maomao: cannot start {argv[0]!r}: {exc}\n".encode())
+                log.flush()
                 finished = datetime.now(UTC)
                 return RunOutcome("failed", None, started, finished, read_tail(spec.log_path), str(exc))
             state: RunState
