@@ -10,10 +10,11 @@ DEBS   := etcd-server etcd-client
 
 .PHONY: run test deps venv lint typecheck pytest bench clean
 
+# the daemon on the embedded store (no etcd); its state under ~/.local/state/maomao
+# unless a config.ini (./, ~/.config/maomao/, /etc/maomao/) or MAOMAO_CONFIG says otherwise
 run: venv
 	$(BIN)/maomao --version
-	$(BIN)/maomao ctl tool get
-	@echo "maomao is installed in $(VENV); the daemon (maomao daemon) arrives with issue 3."
+	exec $(BIN)/maomao daemon
 
 test: deps venv lint typecheck pytest
 
