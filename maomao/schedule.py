@@ -11,8 +11,9 @@ A tool's schedule is one of (keywords are case-insensitive):
 * a five-field cron expression (``m h dom mon dow``), evaluated in the zone by cronsim, with its
   Debian-cron DST rules: a fixed time that a spring-forward skips fires at the end of the gap, one
   that a fall-back repeats fires once.
-* ``@every DURATION``: at the multiples of the duration since the Unix epoch, whatever the zone, so
-  every member computes the same slots without coordination.
+* ``@every DURATION``: every DURATION since the Unix epoch, shifted by a stable hash of the tool
+  name (less than one DURATION), whatever the zone: every member computes the same slots without
+  coordination, and a thousand ``@every 1m`` tools do not all start in the same second.
 
 Every returned time is an aware UTC datetime with whole seconds; naive inputs raise ValueError.
 A bad expression, duration or zone raises :class:`~maomao.errors.ValidationError` with one line.
@@ -72,12 +73,13 @@ class Expression:
     zone: str  # IANA zone name
     kind: Kind
     seconds: int  # hourly/daily/weekly: the spread offset into the period; every: the step; cron: 0
+    offset: int = 0  # every: the spread offset into each step
 
     def next_after(self, t: datetime) -> datetime:
         """The first fire time strictly after ``t``."""
         t = _utc(t)
         if self.kind == "every":
-            return _from_epoch((_to_epoch(t) // self.seconds + 1) * self.seconds)
+            return _from_epoch(((_to_epoch(t) - self.offset) // self.seconds + 1) * self.seconds + self.offset)
         if self.kind == "cron":
             return self._cron_next(t)
         return min(fire for fire in self._spread_fires(t) if fire > t)
@@ -86,7 +88,7 @@ class Expression:
         """The latest fire time at or before ``t``, None if there is none."""
         t = _utc(t)
         if self.kind == "every":
-            return _from_epoch(_to_epoch(t) // self.seconds * self.seconds)
+            return _from_epoch((_to_epoch(t) - self.offset) // self.seconds * self.seconds + self.offset)
         if self.kind == "cron":
             return self._cron_last(t)
         return max(fire for fire in self._spread_fires(t) if fire <= t)
@@ -163,7 +165,7 @@ def parse_expression(text: str, tool: str, zone: str = "UTC") -> Expression:
         if len(words) != 2:
             raise ValidationError(f"bad schedule {_quote(text)}: expected @every DURATION, e.g. @every 15m")
         step = parse_duration(words[1])
-        return Expression(f"@every {format_duration(step)}", zone, "every", step // SECOND)
+        return Expression(f"@every {format_duration(step)}", zone, "every", step // SECOND, spread_offset(tool, step))
     if len(words) == 6:
         raise ValidationError(f"bad schedule {_quote(text)}: cron with a seconds field is not supported, use five")
     if len(words) != 5 or keyword.startswith("@"):

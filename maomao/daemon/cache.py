@@ -40,6 +40,8 @@ class StateCache:
         self.keys = keys
         self.revision = 0
         self.generation = 0
+        #: per collection ("tools", "schedules", "members", "requests", "claims"): bumped on each change
+        self.versions: dict[str, int] = dict.fromkeys(("tools", "schedules", "members", "requests", "claims"), 0)
         self.tools: dict[str, Tool] = {}
         self.schedules: dict[str, Schedule] = {}
         self.members: dict[str, Member] = {}
@@ -50,11 +52,11 @@ class StateCache:
         self._mod: dict[str, int] = {}
         self._bad: set[tuple[str, int]] = set()
         self._changed = trio.Event()
-        self._collections: list[tuple[str, type[Record], dict[str, object]]] = [
-            (keys.tools, Tool, self.tools),  # type: ignore[list-item]
-            (keys.schedules, Schedule, self.schedules),  # type: ignore[list-item]
-            (keys.members, Member, self.members),  # type: ignore[list-item]
-            (keys.requests, RunRequest, self.requests),  # type: ignore[list-item]
+        self._collections: list[tuple[str, str, type[Record], dict[str, object]]] = [
+            ("tools", keys.tools, Tool, self.tools),  # type: ignore[list-item]
+            ("schedules", keys.schedules, Schedule, self.schedules),  # type: ignore[list-item]
+            ("members", keys.members, Member, self.members),  # type: ignore[list-item]
+            ("requests", keys.requests, RunRequest, self.requests),  # type: ignore[list-item]
         ]
 
     # -- reading -------------------------------------------------------------
@@ -96,6 +98,7 @@ class StateCache:
             return
         self._mod[key] = event.revision
         if key.startswith(self.keys.claims):
+            self.versions["claims"] += 1
             if event.type == "delete":
                 self.claims.pop(key, None)
             else:
@@ -103,7 +106,7 @@ class StateCache:
                 if claim is not None:
                     self.claims[key] = (claim, event.kv.mod_revision)
         else:
-            for prefix, record, target in self._collections:
+            for collection, prefix, record, target in self._collections:
                 if key.startswith(prefix):
                     name = key[len(prefix) :]
                     parsed = self._parse(event.kv, record) if event.type == "put" else None
@@ -111,6 +114,7 @@ class StateCache:
                         target.pop(name, None)
                     else:
                         target[name] = parsed
+                    self.versions[collection] += 1
                     break
             else:
                 return

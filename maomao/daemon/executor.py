@@ -150,7 +150,7 @@ class Executor:
             job.claim = running
             return True
         if not result.succeeded:
-            log.warning("run %s of %s: claim lost before it started; not running it", job.run_id, job.tool)
+            log.warning("run %s of %s: claim lost as it started; stopping it", job.run_id, job.tool)
             return False
         job.claim, job.fence = running, result.revision
         return True
@@ -167,18 +167,33 @@ class Executor:
             ]
             if others:
                 return self._run_record(job, "skipped", detail=f"run {others[0].name} was still going")
-        if not await self._mark_running(job):
-            return None
         runner = self.runners.get(tool.runtime)
         if runner is None:
             return self._run_record(job, "failed", detail=f"runtime {tool.runtime} is not available on this member")
         spec = self._spec(tool, job)
         outcome: RunOutcome | None = None
-        try:
-            with job.scope:
-                outcome = await runner.run(spec)
-        except RunnerUnavailable as exc:
-            return self._run_record(job, "failed", detail=str(exc))
+        lost = False
+
+        async def mark_running() -> None:
+            # off the start's critical path; the nursery waits for it, so the
+            # fence is current before the run is recorded
+            nonlocal lost
+            if not await self._mark_running(job):
+                lost = True
+                job.scope.cancel()
+
+        unavailable = ""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mark_running)
+            try:
+                with job.scope:
+                    outcome = await runner.run(spec)
+            except RunnerUnavailable as exc:
+                unavailable = str(exc)
+        if lost:
+            return None
+        if unavailable:
+            return self._run_record(job, "failed", detail=unavailable)
         if outcome is None or job.scope.cancelled_caught:
             return self._cancelled(job, spec)
         return self._run_record(job, outcome.state, outcome)

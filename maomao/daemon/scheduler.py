@@ -22,12 +22,14 @@ schedule's ``catch_up``: ``latest`` runs the newest missed slot once,
 the schedule's creation count.
 
 Each pass of the loop returns a sentence saying what it did (for logs and
-tests) and bumps ``progress``, which drives the systemd watchdog.
+tests) and bumps ``progress``; ``progress`` and ``idle`` (waiting between
+passes) drive the systemd watchdog.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,8 +113,12 @@ class Scheduler:
         self.tracked: dict[str, Tracked] = {}
         self.pending: dict[str, Pending] = {}
         self.progress = 0
+        #: True while the loop waits between passes (healthy, however long the wait)
+        self.idle = False
         self.stopped = False
-        self._generation = -1
+        #: (next fire, tool), a heap; entries whose time is no longer the tool's are stale
+        self._fires: list[tuple[datetime, str]] = []
+        self._seen: dict[str, int] = {}
         self._claims = trio.CapacityLimiter(CLAIMS_IN_FLIGHT)
 
     @property
@@ -169,11 +175,21 @@ class Scheduler:
         for fire in chosen:
             self._add(self._work(schedule, tracked.expression, fire))
 
+    def _changed(self, collection: str) -> bool:
+        version = self.cache.versions[collection]
+        if self._seen.get(collection) == version:
+            return False
+        self._seen[collection] = version
+        return True
+
     def _sync(self, now: datetime) -> None:
-        """Follow changes to schedules and requests."""
-        if self.cache.generation == self._generation:
-            return
-        self._generation = self.cache.generation
+        """Follow changes to schedules and requests (work only when they changed)."""
+        if self._changed("schedules"):
+            self._sync_schedules(now)
+        if self._changed("requests"):
+            self._sync_requests(now)
+
+    def _sync_schedules(self, now: datetime) -> None:
         for name, schedule in self.cache.schedules.items():
             tracked = self.tracked.get(name)
             if tracked is not None and tracked.schedule == schedule:
@@ -185,6 +201,7 @@ class Scheduler:
                 continue
             tracked = Tracked(schedule, expression, expression.next_after(now))
             self.tracked[name] = tracked
+            heapq.heappush(self._fires, (tracked.next_fire, name))
             if schedule.catch_up == "all":
                 fires = expression.fires_between(now - expression.period * CATCH_UP_LIMIT, now, CATCH_UP_LIMIT)
             else:
@@ -196,6 +213,8 @@ class Scheduler:
             for key, work in list(self.pending.items()):
                 if work.tool == name and work.trigger == "schedule":
                     del self.pending[key]
+
+    def _sync_requests(self, now: datetime) -> None:
         for run_id, request in self.cache.requests.items():
             key = f"{request.tool}/{run_id}"
             if key not in self.pending and not self.cache.is_recorded(self.keys.run(request.tool, run_id)):
@@ -218,17 +237,21 @@ class Scheduler:
         now = self.now()
         self._sync(now)
         wake = now + timedelta(seconds=1)
-        for tracked in self.tracked.values():
-            if tracked.next_fire <= now:
-                fires = tracked.expression.fires_between(
-                    tracked.next_fire - timedelta(seconds=1), now, CATCH_UP_LIMIT
-                )
-                tracked.next_fire = tracked.expression.next_after(now)
-                self._fired(tracked, fires, now, first=False)
-            wake = min(wake, tracked.next_fire)
+        while self._fires and self._fires[0][0] <= now:
+            fire, name = heapq.heappop(self._fires)
+            tracked = self.tracked.get(name)
+            if tracked is None or tracked.next_fire != fire:
+                continue  # unscheduled or rescheduled since
+            fires = tracked.expression.fires_between(fire - timedelta(seconds=1), now, CATCH_UP_LIMIT)
+            tracked.next_fire = tracked.expression.next_after(now)
+            heapq.heappush(self._fires, (tracked.next_fire, name))
+            self._fired(tracked, fires, now, first=False)
+        if self._fires:
+            wake = min(wake, self._fires[0][0])
         if self.stopped:
             return "stopped: claiming nothing", 1.0
         if not self.membership.store_ok:
+            self._supersede_unclaimed()
             return "the store does not answer: claiming nothing", 1.0
         to_claim: list[Pending] = []
         busy: set[str] = set()  # tools whose backlog waits for the run in progress
@@ -264,6 +287,27 @@ class Scheduler:
         if won:
             return f"claimed {len(won)}: {', '.join(won[:5])}", seconds
         return f"no action: {len(self.pending)} pending, {len(self.executor.active)} running", seconds
+
+    def _supersede_unclaimed(self) -> None:
+        """While nothing can be claimed, keep only each tool's newest unclaimed slot.
+
+        Slots that fall due while the store is away are missed slots: once it
+        is back, ``catch_up`` ``latest`` (or ``skip``) runs the newest of them
+        once, not all of them at once (each would see the others' claims and
+        be recorded skipped).  ``catch_up = all`` backlogs, and slots another
+        member claimed (a takeover may still be due), stay.
+        """
+        newest: set[str] = set()
+        for key, work in sorted(self.pending.items(), key=lambda item: item[1].due, reverse=True):
+            tracked = self.tracked.get(work.tool)
+            if work.trigger != "schedule" or tracked is None or tracked.schedule.catch_up == "all":
+                continue
+            if self.keys.claim(work.tool, work.run_id) in self.cache.claims:
+                continue
+            if work.tool in newest:
+                del self.pending[key]
+            else:
+                newest.add(work.tool)
 
     def _claim_time(self, work: Pending) -> datetime | None:
         """When this member may claim ``work``; None when it is not eligible."""
@@ -329,5 +373,9 @@ class Scheduler:
             if said != last and not said.startswith("no action"):
                 log.info("scheduler: %s", said)
             last = said
-            with trio.move_on_after(min(seconds, 1.0)):
-                await self.cache.wait_changed()
+            self.idle = True
+            try:
+                with trio.move_on_after(min(seconds, 1.0)):
+                    await self.cache.wait_changed()
+            finally:
+                self.idle = False

@@ -23,6 +23,7 @@ a time per store, never on the event loop.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import sqlite3
@@ -55,8 +56,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: how often a watch looks for other processes' changes
+#: how often a watch looks for other processes' changes (a pragma, cheap)
 POLL_INTERVAL = 0.05
+#: how often a watch reads the log even when nothing seems to have changed
+FULL_READ_INTERVAL = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -193,6 +196,7 @@ class EmbeddedStore(Store):
         self.location = f"embedded store {self.path}"
         self._clock = clock
         self._db: sqlite3.Connection | None = None
+        self._probe: sqlite3.Connection | None = None
         self._offload = offload or threaded(1)
         self._changed: trio.Event | None = None  # set by writes, awaited by watches
 
@@ -363,24 +367,45 @@ class EmbeddedStore(Store):
             for rev, kind, key, value, create, version, lease in rows
         ]
 
+    def _data_version(self) -> int:
+        """SQLite's count of commits by any connection: a cheap "did anything change"."""
+        if self._db is None:
+            return -1  # not opened yet: the first log read opens (and creates) it
+        if self._probe is None:
+            self._probe = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+
     async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
         import trio
 
         start = from_revision
+        seen_version = -1
+        last_read = -math.inf
         while True:
             if self._changed is None:
                 self._changed = trio.Event()
             changed = self._changed
-            events = await self._call(partial(self._changes, prefix=prefix, start=start))
-            for event in events:
-                yield event
-            if events:
-                start = events[-1].revision + 1
-                continue
+            # read the log when a commit happened (or once a second, which also
+            # expires leases); otherwise the poll costs one pragma, no thread
+            try:
+                version = self._data_version()
+            except sqlite3.Error:
+                version = -1
+            if version != seen_version or trio.current_time() - last_read >= FULL_READ_INTERVAL:
+                seen_version, last_read = version, trio.current_time()
+                events = await self._call(partial(self._changes, prefix=prefix, start=start))
+                for event in events:
+                    yield event
+                if events:
+                    start = events[-1].revision + 1
+                    continue
             with trio.move_on_after(POLL_INTERVAL):
                 await changed.wait()
 
     async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         if self._db is not None:
             db, self._db = self._db, None
             await self._offload(db.close)

@@ -20,6 +20,7 @@ from maomao.schedule import (
     parse_expression,
     parse_slot_id,
     slot_id,
+    spread_offset,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -127,20 +128,29 @@ def test_cron_fires() -> None:
     assert named.fires_between(JAN_1, utc(2026, 2, 1)) == weekdays.fires_between(JAN_1, utc(2026, 2, 1))
 
 
-def test_every_is_aligned_to_the_epoch_in_any_zone() -> None:
+def test_every_is_aligned_to_the_epoch_plus_the_tool_spread_in_any_zone() -> None:
     every = parse_expression("@every 15m", "a")
+    offset = timedelta(seconds=spread_offset("a", timedelta(minutes=15)))
+    assert timedelta(0) <= offset < timedelta(minutes=15) and every.offset == offset.total_seconds()
     # two members that look at the clock at different moments compute the same grid
-    early = every.fires_between(utc(2026, 5, 1, 12, 7, 13), utc(2026, 5, 1, 14))
+    early = every.fires_between(utc(2026, 5, 1, 12, 7, 13) + offset, utc(2026, 5, 1, 14))
     late = every.fires_between(utc(2026, 5, 1, 12, 52, 59), utc(2026, 5, 1, 14))
-    assert early[0] == utc(2026, 5, 1, 12, 15)
+    assert early[0] == utc(2026, 5, 1, 12, 15) + offset
     assert early[-len(late) :] == late
     odd = parse_expression("@every 7m", "b", "Asia/Kolkata")
+    odd_offset = timedelta(seconds=spread_offset("b", timedelta(minutes=7)))
     for fire in odd.fires_between(JAN_1, JAN_1 + timedelta(hours=3)):
-        assert (fire - datetime(1970, 1, 1, tzinfo=UTC)) % timedelta(minutes=7) == timedelta(0)
-    assert odd.fires_between(JAN_1, utc(2026, 1, 2)) == parse_expression("@every 7m", "c").fires_between(
+        assert (fire - odd_offset - datetime(1970, 1, 1, tzinfo=UTC)) % timedelta(minutes=7) == timedelta(0)
+    # the zone does not move the grid; the tool's name does
+    assert odd.fires_between(JAN_1, utc(2026, 1, 2)) == parse_expression("@every 7m", "b").fires_between(
         JAN_1, utc(2026, 1, 2)
     )
-    assert parse_expression("@every 1d", "d", "America/New_York").next_after(utc(2026, 7, 1, 12)) == utc(2026, 7, 2)
+    starts = {parse_expression("@every 1m", f"tool-{i}").next_after(JAN_1) for i in range(100)}
+    assert len(starts) >= 40  # a hundred minutely tools spread over the minute
+    day = parse_expression("@every 1d", "d", "America/New_York")
+    fire = day.next_after(utc(2026, 7, 1, 12))
+    assert utc(2026, 7, 1, 12) < fire <= utc(2026, 7, 2, 12)
+    assert (fire - datetime(1970, 1, 1, tzinfo=UTC) - timedelta(seconds=day.offset)) % timedelta(days=1) == timedelta(0)
     assert parse_expression("@every 1s", "e").next_after(utc(2026, 7, 1, 12)) == utc(2026, 7, 1, 12, 0, 1)
 
 
@@ -327,9 +337,10 @@ def test_fires_between_is_the_forward_walk(expression: Expression, start: dateti
 
 def test_fires_between_bounds_and_limit() -> None:
     minutely = parse_expression("@every 1m", "x")
-    hour = minutely.fires_between(JAN_1, utc(2026, 1, 1, 1))
-    assert hour[0] == utc(2026, 1, 1, 0, 1) and hour[-1] == utc(2026, 1, 1, 1) and len(hour) == 60
-    assert minutely.fires_between(JAN_1, utc(2026, 1, 1, 1), limit=10) == hour[-10:]
+    shift = timedelta(seconds=minutely.offset)
+    hour = minutely.fires_between(JAN_1 + shift, utc(2026, 1, 1, 1) + shift)
+    assert hour[0] == utc(2026, 1, 1, 0, 1) + shift and hour[-1] == utc(2026, 1, 1, 1) + shift and len(hour) == 60
+    assert minutely.fires_between(JAN_1 + shift, utc(2026, 1, 1, 1) + shift, limit=10) == hour[-10:]
     assert minutely.fires_between(JAN_1, utc(2026, 1, 1, 1), limit=0) == []
     assert minutely.fires_between(utc(2026, 1, 1, 1), JAN_1) == []
     assert minutely.fires_between(JAN_1, JAN_1) == []
@@ -337,8 +348,13 @@ def test_fires_between_bounds_and_limit() -> None:
 
 def test_outputs_are_utc_seconds_for_any_aware_input() -> None:
     minutely = parse_expression("@every 1m", "x")
-    assert minutely.next_after(datetime(2026, 1, 1, 12, 4, 59, 500000, tzinfo=BERLIN)) == utc(2026, 1, 1, 11, 5)
-    assert minutely.last_at_or_before(utc(2026, 1, 1, 11, 5, 0) + timedelta(microseconds=300)) == utc(2026, 1, 1, 11, 5)
+    shift = timedelta(seconds=minutely.offset)
+    before = datetime(2026, 1, 1, 12, 4, 59, 500000, tzinfo=BERLIN) + shift
+    assert minutely.next_after(before) == utc(2026, 1, 1, 11, 5) + shift
+    assert (
+        minutely.last_at_or_before(utc(2026, 1, 1, 11, 5, 0) + shift + timedelta(microseconds=300))
+        == utc(2026, 1, 1, 11, 5) + shift
+    )
     cron = parse_expression("*/5 * * * *", "x")
     assert cron.next_after(datetime(2026, 1, 1, 12, 4, 59, 999999, tzinfo=UTC)) == utc(2026, 1, 1, 12, 5)
     assert cron.last_at_or_before(datetime(2026, 1, 1, 12, 4, 59, 999999, tzinfo=UTC)) == utc(2026, 1, 1, 12)

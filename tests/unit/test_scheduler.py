@@ -162,7 +162,7 @@ async def test_non_preferred_member_waits_the_grace(tmp_path: Path, mock_clock: 
 
 
 async def _test_non_preferred_member_waits_the_grace(cluster: Cluster) -> None:
-    await cluster.tool("g", "@every 1h")
+    await cluster.tool("g", "0 * * * *")
     a = await cluster.add_member("a")
     b = await cluster.add_member("b")
     await cluster.settle()
@@ -184,7 +184,7 @@ async def test_claim_released_without_a_run_is_taken_over(tmp_path: Path, mock_c
 
 
 async def _test_claim_released_without_a_run_is_taken_over(cluster: Cluster) -> None:
-    await cluster.tool("k", "@every 1h")
+    await cluster.tool("k", "0 * * * *")
     a = await cluster.add_member("a", runner_seconds=1000)
     b = await cluster.add_member("b")
     await cluster.settle()
@@ -210,10 +210,10 @@ async def test_catch_up_policies_after_downtime(tmp_path: Path, mock_clock: trio
 
 async def _test_catch_up_policies_after_downtime(cluster: Cluster) -> None:
     created = utc_iso(BASE - timedelta(hours=5))
-    await cluster.tool("latest", "@every 1h", created=created, catch_up="latest")
-    await cluster.tool("skip", "@every 1h", created=created, catch_up="skip")
-    await cluster.tool("all", "@every 1h", created=created, catch_up="all")
-    await cluster.tool("new", "@every 1h", catch_up="latest")  # created now: nothing missed
+    await cluster.tool("latest", "0 * * * *", created=created, catch_up="latest")
+    await cluster.tool("skip", "0 * * * *", created=created, catch_up="skip")
+    await cluster.tool("all", "0 * * * *", created=created, catch_up="all")
+    await cluster.tool("new", "0 * * * *", catch_up="latest")  # created now: nothing missed
     a = await cluster.add_member("a", runner_seconds=0.1)
     await cluster.settle()
     await tick_until(a, now() + timedelta(seconds=20))
@@ -250,8 +250,8 @@ async def test_on_all_runs_once_per_member_and_labels_place(tmp_path: Path, mock
 
 
 async def _test_on_all_runs_once_per_member_and_labels_place(cluster: Cluster) -> None:
-    await cluster.tool("everywhere", "@every 1h", on="all")
-    await cluster.tool("gpu-only", "@every 1h", on="gpu=yes")
+    await cluster.tool("everywhere", "0 * * * *", on="all")
+    await cluster.tool("gpu-only", "0 * * * *", on="gpu=yes")
     a = await cluster.add_member("a", runner_seconds=0.1, labels={"gpu": "yes"})
     b = await cluster.add_member("b", runner_seconds=0.1)
     await cluster.settle()
@@ -273,7 +273,7 @@ async def test_run_request_is_claimed_and_recorded(tmp_path: Path, mock_clock: t
 async def _test_run_request_is_claimed_and_recorded(cluster: Cluster) -> None:
     from maomao.model import RunRequest
 
-    await cluster.tool("req", "@every 1h")
+    await cluster.tool("req", "0 * * * *")
     a = await cluster.add_member("a", runner_seconds=0.1)
     await cluster.settle()
     run_id = "20261130T120001Z-abcdef"
@@ -304,7 +304,7 @@ async def test_retention_keeps_the_newest_and_drops_the_old(tmp_path: Path, mock
     from maomao.daemon.retention import RetentionSweeper
 
     async with open_cluster(tmp_path) as cluster:
-        await cluster.tool("r", "@every 1h")
+        await cluster.tool("r", "0 * * * *")
         a = await cluster.add_member("a")
         await cluster.settle()
         for day in range(40):  # one run a day, the newest today
