@@ -133,7 +133,12 @@ class Daemon:
         nursery.cancel_scope.cancel()
 
     async def _report(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """STATUS= every second; WATCHDOG=1 only while the scheduler makes progress."""
+        """STATUS= every second; WATCHDOG=1 only while the scheduler makes progress.
+
+        The scheduler loop is healthy when it finished a pass since the last
+        ping or is waiting between passes (it waits up to a second, longer
+        than a short watchdog timeout); only a pass that hangs stops the pings.
+        """
         task_status.started()
         interval = self.notifier.watchdog_interval
         seen = -1
@@ -141,7 +146,7 @@ class Daemon:
         while True:
             self.notifier.status(self.status())
             if interval is not None and trio.current_time() - last_ping >= interval:
-                if self.scheduler.progress != seen:
+                if self.scheduler.progress != seen or self.scheduler.idle:
                     seen = self.scheduler.progress
                     self.notifier.watchdog()
                     last_ping = trio.current_time()

@@ -161,9 +161,11 @@ class Executor:
             return self._run_record(job, "failed", detail=f"tool {job.tool} is no longer registered")
         if job.forbid_overlap:
             # another slot's run still going (for --on all: on this member)
+            # (a run whose record waits in the outbox has finished: its claim goes once the store is back)
             others = [
                 c for c in self.cache.claims_of(job.tool)
                 if c.slot != job.slot and (not job.per_member or c.member == job.claim.member)
+                and not self.outbox.holds(c.tool, c.name)
             ]
             if others:
                 return self._run_record(job, "skipped", detail=f"run {others[0].name} was still going")
