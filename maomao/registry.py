@@ -1,10 +1,14 @@
-"""The registry: tools and datasets as typed records in the store.
+"""The registry: tools, datasets, schedules, members and runs as typed records in the store.
 
 One generic :class:`Collection` gives each kind of record the same four
 operations with the same guarantees: ``add`` creates only when the name is
 free (unless ``replace``), so two concurrent adds of one name have exactly
 one winner; ``remove`` of a missing name is an error; ``list`` reports a
 record it cannot parse instead of failing on it.
+
+:class:`Registry` adds the operations that span two keys, each one
+transaction: a schedule is written only while its tool exists, and removing
+a tool removes its schedule with it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from maomao.errors import AlreadyExists, ConditionFailed, MaomaoError, NotFound
-from maomao.model import Dataset, Record, Tool, check_name
-from maomao.store import Store
+from maomao.model import Claim, Dataset, Member, Record, Run, Schedule, Tool, check_name
+from maomao.store import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.store.keys import Keys
 
 R = TypeVar("R", bound=Record)
@@ -81,3 +85,63 @@ class Registry:
         self.keys = keys
         self.tools: Collection[Tool] = Collection(store, keys.tools, Tool)
         self.datasets: Collection[Dataset] = Collection(store, keys.datasets, Dataset)
+        self.schedules: Collection[Schedule] = Collection(store, keys.schedules, Schedule)
+        self.members: Collection[Member] = Collection(store, keys.members, Member)
+
+    def runs(self, tool: str) -> Collection[Run]:
+        """The finished runs of one tool (``runs/<tool>/<run-id>``)."""
+        return Collection(self.store, self.keys.runs(check_name(tool, "tool name")), Run)
+
+    def claims(self, tool: str) -> Collection[Claim]:
+        """The runs of one tool in progress (``claims/<tool>/<run-id>``)."""
+        return Collection(self.store, self.keys.claims_of(check_name(tool, "tool name")), Claim)
+
+    async def tool_and_schedule(self, name: str) -> tuple[Tool, Schedule | None]:
+        """One tool and its schedule (None when unscheduled), read at one revision."""
+        check_name(name, "tool name")
+        result = await self.store.txn([], [Get(self.keys.tool(name)), Get(self.keys.schedule(name))])
+        tool_kv, schedule_kv = result.results
+        if not isinstance(tool_kv, KeyValue):
+            raise NotFound(f"no tool named {name!r}")
+        schedule = Schedule.from_value(schedule_kv.value) if isinstance(schedule_kv, KeyValue) else None
+        return Tool.from_value(tool_kv.value), schedule
+
+    async def schedule(self, schedule: Schedule) -> Schedule | None:
+        """Write a tool's schedule while the tool exists; return the one it replaced."""
+        key = self.keys.schedule(schedule.name)
+        result = await self.store.txn(
+            [_exists(self.keys.tool(schedule.name))], [Get(key), Put(key, schedule.to_value())]
+        )
+        if not result.succeeded:
+            raise NotFound(f"no tool named {schedule.name!r}")
+        previous = result.results[0]
+        if not isinstance(previous, KeyValue):
+            return None
+        try:
+            return Schedule.from_value(previous.value)
+        except MaomaoError:
+            return None  # an unreadable schedule, now replaced
+
+    async def unschedule(self, tool: str) -> None:
+        """Delete a tool's schedule; an unscheduled (or unknown) tool is an error."""
+        check_name(tool, "tool name")
+        if not await self.store.delete(self.keys.schedule(tool)):
+            if await self.store.get(self.keys.tool(tool)) is None:
+                raise NotFound(f"no tool named {tool!r}")
+            raise NotFound(f"tool {tool!r} is not scheduled")
+
+    async def remove_tool(self, name: str) -> bool:
+        """Delete a tool and its schedule in one transaction; return whether it had a schedule."""
+        check_name(name, "tool name")
+        result = await self.store.txn(
+            [_exists(self.keys.tool(name))],
+            [Delete(self.keys.tool(name)), Delete(self.keys.schedule(name))],
+        )
+        if not result.succeeded:
+            raise NotFound(f"no tool named {name!r}")
+        return bool(result.results[1])
+
+
+def _exists(key: str) -> Compare:
+    """The comparison that holds while ``key`` exists."""
+    return Compare(key, "version", ">", 0)

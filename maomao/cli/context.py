@@ -1,8 +1,11 @@
 """What every ``ctl`` command shares: ``--config``, the store, and its lifetime.
 
-A ``ctl`` command is one short conversation with the store, so it opens the
-store with the :func:`~maomao.store.inline` offload and drives its
-coroutine without an event loop (see :mod:`maomao.store`).
+A ``ctl`` command is mostly one short conversation with the store, so
+:func:`with_registry` opens the store with the :func:`~maomao.store.inline`
+offload and drives its coroutine without an event loop (see
+:mod:`maomao.store`).  A command that waits (watches the store, runs a
+process) uses :func:`with_registry_on_trio`: a Trio event loop and the
+store's default threaded offload.
 """
 
 from __future__ import annotations
@@ -46,3 +49,22 @@ def with_registry(
         return run_inline(action(Registry(store, Keys(config.store.prefix)), config))
     finally:
         run_inline(store.aclose())
+
+
+def with_registry_on_trio(
+    common: Common, action: Callable[[Registry, Config], Coroutine[Any, Any, T]]
+) -> T:
+    """Like :func:`with_registry`, inside ``trio.run`` with the store's threaded offload."""
+    import trio
+
+    config = load_config(common.config)
+
+    async def main() -> T:
+        store = open_store(config.store)
+        try:
+            return await action(Registry(store, Keys(config.store.prefix)), config)
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.aclose()
+
+    return trio.run(main)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from maomao.cli.context import Common, with_registry
 from maomao.cli.output import emit_details, emit_json, emit_table, warn
@@ -13,6 +13,7 @@ from maomao.model import Record
 from maomao.registry import Collection, Registry
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
 def show(
@@ -34,15 +35,26 @@ def show(
             warn(problem)
         return list(listing.records)
 
-    records = with_registry(common, read)
+    render(with_registry(common, read), name is not None, as_json, columns, details, lambda r: r.to_dict())
+
+
+def render(
+    items: Sequence[T],
+    one: bool,
+    as_json: bool,
+    columns: Sequence[tuple[str, Callable[[T], str]]],
+    details: Callable[[T], Sequence[tuple[str, str]]],
+    to_json: Callable[[T], Mapping[str, Any]],
+) -> None:
+    """Show what a ``get`` read: JSON, one item's details, or a table of all."""
     if as_json:
-        emit_json(r.to_dict() for r in records)
-    elif name is not None:
-        emit_details(details(records[0]))
-    elif not records:
+        emit_json(to_json(item) for item in items)
+    elif one:
+        emit_details(details(items[0]))
+    elif not items:
         sys.stderr.write("no records found\n")
     else:
-        emit_table([h for h, _ in columns], [[cell(r) for _, cell in columns] for r in records])
+        emit_table([h for h, _ in columns], [[cell(item) for _, cell in columns] for item in items])
 
 
 def add(common: Common, pick: Callable[[Registry], Collection[R]], record: R, replace: bool) -> None:

@@ -1,21 +1,26 @@
-"""``maomao ctl tool``: register, list and remove tools."""
+"""``maomao ctl tool``: register, list, schedule, run and remove tools."""
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Annotated, Literal
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from cyclopts import App, Parameter, Token
 
 from maomao.cli import records
-from maomao.cli.context import Common
-from maomao.model import Limits, Tool, parse_env_pairs
+from maomao.cli.context import Common, with_registry, with_registry_on_trio
+from maomao.cli.output import warn
+from maomao.config import Config
+from maomao.errors import UsageError
+from maomao.model import Limits, Run, Schedule, Tool, check_name, check_placement, parse_env_pairs, utc_iso
 from maomao.registry import Collection, Registry
 
-app = App(name="tool", help="Register, list and remove tools.")
+app = App(name="tool", help="Register, list, schedule, run and remove tools.")
 
 
 def _whole_number(type_: type, tokens: Sequence[Token]) -> int:
@@ -48,6 +53,45 @@ def _details(tool: Tool) -> list[tuple[str, str]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A tool as ``tool get`` shows it: with its schedule and next fire time."""
+
+    tool: Tool
+    schedule: Schedule | None
+    next_run: str | None
+    unreadable: bool = False  # a schedule is stored but this maomao cannot read it
+
+    @classmethod
+    def of(cls, tool: Tool, schedule: Schedule | None, now: datetime, unreadable: bool = False) -> Scheduled:
+        next_run = utc_iso(schedule.parsed().next_after(now)) if schedule is not None else None
+        return cls(tool, schedule, next_run, unreadable)
+
+    def cell(self, text: str | None) -> str:
+        return "?" if self.unreadable else text or "-"
+
+    def to_dict(self) -> dict[str, Any]:
+        schedule = self.schedule.to_dict() if self.schedule is not None else None
+        if schedule is not None:
+            del schedule["name"]
+        return {**self.tool.to_dict(), "schedule": schedule, "next_run": self.next_run}
+
+    def details(self) -> list[tuple[str, str]]:
+        pairs = _details(self.tool)
+        schedule = self.schedule
+        if schedule is None:
+            return [*pairs, ("schedule", self.cell(None)), ("next_run", self.cell(None))]
+        return [
+            *pairs,
+            ("schedule", schedule.expression),
+            ("timezone", schedule.timezone),
+            ("catch_up", schedule.catch_up),
+            ("concurrency", schedule.concurrency),
+            ("on", schedule.on),
+            ("next_run", self.cell(self.next_run)),
+        ]
+
+
 @app.command
 def get(
     name: str | None = None,
@@ -56,27 +100,45 @@ def get(
     json: Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")] = False,
     common: Common = Common(),
 ) -> None:
-    """List the registered tools, or show one.
+    """List the registered tools with their schedules, or show one.
 
     Parameters
     ----------
     name
         Show only this tool.
     """
-    records.show(
-        common,
-        _tools,
-        name,
+
+    async def read(registry: Registry, _config: Config) -> list[Scheduled]:
+        now = datetime.now(UTC)
+        if name is not None:
+            return [Scheduled.of(*await registry.tool_and_schedule(name), now)]
+        tools = await registry.tools.list()
+        schedules = await registry.schedules.list()  # one range for all tools
+        by_tool = {s.name: s for s in schedules.records}
+        broken = {problem.partition(": ")[0] for problem in schedules.unreadable}
+        for problem in (*tools.unreadable, *schedules.unreadable):
+            warn(problem)
+        return [
+            Scheduled.of(t, by_tool.get(t.name), now, registry.keys.schedule(t.name) in broken)
+            for t in tools.records
+        ]
+
+    records.render(
+        with_registry(common, read),
+        name is not None,
         json,
         [
-            ("NAME", lambda t: t.name),
-            ("AUTHOR", lambda t: t.author),
-            ("IMAGE", lambda t: t.image),
-            ("ARTEFACT", lambda t: t.artefact),
-            ("DATA_REPO", lambda t: t.data_repo),
-            ("CODE_REPO", lambda t: t.code_repo),
+            ("NAME", lambda r: r.tool.name),
+            ("AUTHOR", lambda r: r.tool.author),
+            ("IMAGE", lambda r: r.tool.image),
+            ("ARTEFACT", lambda r: r.tool.artefact),
+            ("DATA_REPO", lambda r: r.tool.data_repo),
+            ("CODE_REPO", lambda r: r.tool.code_repo),
+            ("SCHEDULE", lambda r: r.cell(r.schedule.expression if r.schedule else None)),
+            ("NEXT_RUN", lambda r: r.cell(r.next_run)),
         ],
-        _details,
+        Scheduled.details,
+        Scheduled.to_dict,
     )
 
 
@@ -147,11 +209,159 @@ def add(
 
 @app.command
 def remove(name: str, /, *, common: Common = Common()) -> None:
-    """Remove a registered tool.
+    """Remove a registered tool and its schedule (its past runs stay).
 
     Parameters
     ----------
     name
         The tool to remove.
     """
-    records.remove(common, _tools, name)
+
+    async def delete(registry: Registry, _config: Config) -> bool:
+        return await registry.remove_tool(name)
+
+    had_schedule = with_registry(common, delete)
+    print(f"tool {name} removed" + (" with its schedule" if had_schedule else ""))
+
+
+@app.command
+def schedule(
+    name: str,
+    expression: str,
+    /,
+    *,
+    tz: Annotated[str, Parameter(help="IANA time zone the expression is read in, e.g. Europe/Berlin.")] = "UTC",
+    catch_up: Annotated[
+        Literal["latest", "skip", "all"],
+        Parameter(help="Slots missed while no member was up: run the latest one, none, or all of them."),
+    ] = "latest",
+    concurrency: Annotated[
+        Literal["forbid", "allow"],
+        Parameter(help="Whether a slot may start while the previous run is still going."),
+    ] = "forbid",
+    on: Annotated[
+        str, Parameter(help="Where it runs: any (one member), all (every member), a member name, or LABEL=VALUE.")
+    ] = "any",
+    common: Common = Common(),
+) -> None:
+    """Run a tool on a schedule (replaces the tool's schedule if it has one).
+
+    Parameters
+    ----------
+    name
+        The tool to schedule.
+    expression
+        When, as one argument: daily, weekly, hourly (at a time spread by the tool's name),
+        '@every 30m', or five-field cron such as '*/5 * * * *'.
+    """
+    now = datetime.now(UTC)
+    record = Schedule(
+        name=name,
+        expression=expression,
+        timezone=tz,
+        catch_up=catch_up,
+        concurrency=concurrency,
+        on=on,
+        created=utc_iso(now),
+    )
+    parsed = record.parsed()
+    # store the normalised spelling ("@every 1h30m", "0 3 * * MON"): what every member parses alike
+    record = replace(record, expression=parsed.text)
+
+    async def write(registry: Registry, _config: Config) -> Schedule | None:
+        return await registry.schedule(record)
+
+    previous = with_registry(common, write)
+    placement = "" if on == "any" else f", on {on}"
+    print(
+        f"tool {name} {'rescheduled' if previous else 'scheduled'}: {parsed.text} ({parsed.zone}){placement}, "
+        f"next run {utc_iso(parsed.next_after(now))}"
+    )
+
+
+@app.command
+def unschedule(name: str, /, *, common: Common = Common()) -> None:
+    """Stop running a tool on its schedule (the tool stays registered).
+
+    Parameters
+    ----------
+    name
+        The tool to unschedule.
+    """
+
+    async def delete(registry: Registry, _config: Config) -> None:
+        await registry.unschedule(name)
+
+    with_registry(common, delete)
+    print(f"tool {name} unscheduled")
+
+
+@app.command
+def runs(
+    name: str,
+    /,
+    *,
+    limit: Annotated[
+        int, Parameter(help="Show at most this many, newest first; 0 shows all.", converter=_whole_number)
+    ] = 20,
+    json: Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")] = False,
+    common: Common = Common(),
+) -> None:
+    """List a tool's runs, newest first: those in progress and those finished.
+
+    Parameters
+    ----------
+    name
+        The tool whose runs to list.
+    """
+    from maomao.cli.runs import emit_runs, list_runs
+
+    async def read(registry: Registry, _config: Config) -> list[Run]:
+        return await list_runs(registry, name, limit)
+
+    emit_runs(with_registry(common, read), name, json)
+
+
+@app.command
+def run(
+    name: str,
+    /,
+    *,
+    no_wait: Annotated[bool, Parameter(help="Print the run id once the request is written, and exit.")] = False,
+    on: Annotated[
+        str | None, Parameter(help="Only this member (or members with LABEL=VALUE) may take the run.")
+    ] = None,
+    here: Annotated[
+        bool, Parameter(help="Run it in this process instead of through a member (process runtime only).")
+    ] = False,
+    claim_timeout: Annotated[
+        float, Parameter(help="Seconds to wait for a member to take the run before withdrawing the request.")
+    ] = 10.0,
+    common: Common = Common(),
+) -> int:
+    """Run a tool now: a live member takes the run, and this waits for it and reports.
+
+    Exits 0 when the run succeeded, 1 when it failed or no member took it.
+
+    Parameters
+    ----------
+    name
+        The tool to run.
+    """
+    check_name(name, "tool name")
+    if here and (no_wait or on is not None):
+        raise UsageError("--here runs the tool in this process: it takes neither --no-wait nor --on")
+    placement = check_placement(on or "any")
+    if placement == "all":
+        raise UsageError("--on all is for schedules: a run now is taken by one member; name one, or LABEL=VALUE")
+    if not (math.isfinite(claim_timeout) and 0 < claim_timeout <= 3600):
+        raise UsageError(f"--claim-timeout {claim_timeout!r} must be seconds above 0, at most 3600")
+
+    from maomao.cli import run_now
+
+    async def act(registry: Registry, config: Config) -> int:
+        if here:
+            return await run_now.run_here(registry, config, name)
+        return await run_now.request_run(registry, name, placement, not no_wait, claim_timeout)
+
+    return with_registry_on_trio(common, act)
