@@ -161,11 +161,12 @@ class Executor:
             return self._run_record(job, "failed", detail=f"tool {job.tool} is no longer registered")
         if job.forbid_overlap:
             # another slot's run still going (for --on all: on this member)
-            # (a run whose record waits in the outbox has finished: its claim goes once the store is back)
+            # (a claim of this member's whose job is not active has finished; its record may wait
+            # in the outbox, or its deletion may not have reached the cache yet)
             others = [
                 c for c in self.cache.claims_of(job.tool)
                 if c.slot != job.slot and (not job.per_member or c.member == job.claim.member)
-                and not self.outbox.holds(c.tool, c.name)
+                and (c.member != job.claim.member or f"{c.tool}/{c.name}" in self.active)
             ]
             if others:
                 return self._run_record(job, "skipped", detail=f"run {others[0].name} was still going")

@@ -100,10 +100,6 @@ class Outbox:
         except OSError:
             return []
 
-    def holds(self, tool: str, run_id: str) -> bool:
-        """Whether this run finished here and its record waits in the outbox."""
-        return (self.directory / f"{tool}.{run_id}.json").exists()
-
     def add(self, pending: PendingRecord) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = f"{pending.run.tool}.{pending.run.id}.json"
