@@ -52,6 +52,8 @@ TOOL_FIELDS = {
     "metrics",
     "runtime",
     "digest",
+    "schedule",
+    "next_run",
 }
 DATASET_FIELDS = {"name", "url", "description"}
 TOOL = ["tool", "add", "tl-1", "Ada Lovelace", "ghcr.io/lab/tl:1.2", "https://git.example.org/d.git",
@@ -126,10 +128,10 @@ def test_tool_add_get_remove(ctl: Ctl) -> None:
 
     # for people: a header and one aligned row per tool, in name order
     rows = table(ctl("tool", "get"))
-    assert rows[0] == ["NAME", "AUTHOR", "IMAGE", "ARTEFACT", "DATA_REPO", "CODE_REPO"]
+    assert rows[0] == ["NAME", "AUTHOR", "IMAGE", "ARTEFACT", "DATA_REPO", "CODE_REPO", "SCHEDULE", "NEXT_RUN"]
     assert rows[1] == ["tl-1", "Ada Lovelace", "ghcr.io/lab/tl:1.2", "web pages",
-                       "https://git.example.org/d.git", "git@git.example.org:lab/tl.git"]  # fmt: skip
-    assert rows[2] == ["tl-2", "Grace", "busybox:1.36", "logs", "/srv/git/d2", "file:///srv/git/c2"]
+                       "https://git.example.org/d.git", "git@git.example.org:lab/tl.git", "-", "-"]  # fmt: skip
+    assert rows[2] == ["tl-2", "Grace", "busybox:1.36", "logs", "/srv/git/d2", "file:///srv/git/c2", "-", "-"]
     lines = ctl("tool", "get", entry="maomao").ok().stdout.splitlines()
     assert len(lines) == 3
     assert lines[1].index("Ada") == lines[0].index("AUTHOR") == lines[2].index("Grace")
@@ -153,6 +155,8 @@ def test_tool_add_get_remove(ctl: Ctl) -> None:
         "metrics": [],
         "runtime": "container",
         "digest": None,
+        "schedule": None,
+        "next_run": None,
     }
     assert second["command"] == "sh -c 'date > data/now'"
     assert second["env"] == {"A": "1", "B": "x=y"}
@@ -166,7 +170,8 @@ def test_tool_add_get_remove(ctl: Ctl) -> None:
     # what the store holds: the record as JSON with its schema version
     stored = ctl.records("tools")
     assert set(stored) == {"tl-1", "tl-2"}
-    assert stored["tl-1"] == {"v": SCHEMA_VERSION, **first}
+    record = {k: v for k, v in first.items() if k not in ("schedule", "next_run")}  # what ctl adds to a tool
+    assert stored["tl-1"] == {"v": SCHEMA_VERSION, **record}
 
     assert ctl("tool", "remove", "tl-1").ok().stdout == "tool tl-1 removed\n"
     assert [t["name"] for t in ctl("tool", "get", "--json", entry="maomao").json()] == ["tl-2"]
