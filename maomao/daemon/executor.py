@@ -12,6 +12,7 @@ them ``cancelled``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,10 @@ from maomao.store.keys import Keys
 log = logging.getLogger(__name__)
 
 
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Job:
     """A claimed run on its way through this member."""
@@ -45,6 +50,8 @@ class Job:
     forbid_overlap: bool = False
     #: an ``--on all`` run: overlap counts on this member only
     per_member: bool = False
+    #: a slot claimed ahead of its time starts at its time
+    not_before: datetime | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -59,7 +66,9 @@ class Executor:
         cache: StateCache,
         runners: dict[str, Runner],
         outbox: Outbox,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
+        self.now = now or wall_clock
         self.store = store
         self.keys = keys
         self.config = config
@@ -104,6 +113,8 @@ class Executor:
 
     async def _execute(self, job: Job) -> None:
         try:
+            if job.not_before is not None:
+                await trio.sleep(max(0.0, (job.not_before - self.now()).total_seconds()))
             run = await self._run(job)
             if run is not None:
                 pending = PendingRecord(

@@ -16,8 +16,9 @@ import trio
 
 from maomao.config import Config
 from maomao.daemon.cache import StateCache
+from maomao.daemon.executor import wall_clock
 from maomao.daemon.membership import Membership
-from maomao.daemon.scheduler import preferred_member, wall_clock
+from maomao.daemon.scheduler import preferred_member
 from maomao.errors import MaomaoError, StoreError, StoreUnavailable
 from maomao.model import Run, parse_iso
 from maomao.store import Store

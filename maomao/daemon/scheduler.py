@@ -39,7 +39,7 @@ import trio
 
 from maomao.config import Config
 from maomao.daemon.cache import StateCache
-from maomao.daemon.executor import Executor, Job
+from maomao.daemon.executor import Executor, Job, wall_clock
 from maomao.daemon.membership import Membership
 from maomao.errors import LeaseExpired, StoreError, StoreUnavailable, ValidationError
 from maomao.model import Claim, Schedule, parse_iso, utc_iso
@@ -53,10 +53,8 @@ log = logging.getLogger(__name__)
 CATCH_UP_LIMIT = 100
 #: claims in flight at once
 CLAIMS_IN_FLIGHT = 16
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
+#: the preferred member claims a scheduled slot this early, and starts its run on time
+LEAD = timedelta(seconds=0.3)
 
 
 def preferred_member(tool: str, run_id: str, members: list[str]) -> str:
@@ -237,17 +235,18 @@ class Scheduler:
         now = self.now()
         self._sync(now)
         wake = now + timedelta(seconds=1)
-        while self._fires and self._fires[0][0] <= now:
+        horizon = now + LEAD  # slots this close are queued (and claimed) ahead of their time
+        while self._fires and self._fires[0][0] <= horizon:
             fire, name = heapq.heappop(self._fires)
             tracked = self.tracked.get(name)
             if tracked is None or tracked.next_fire != fire:
                 continue  # unscheduled or rescheduled since
-            fires = tracked.expression.fires_between(fire - timedelta(seconds=1), now, CATCH_UP_LIMIT)
-            tracked.next_fire = tracked.expression.next_after(now)
+            fires = tracked.expression.fires_between(fire - timedelta(seconds=1), horizon, CATCH_UP_LIMIT)
+            tracked.next_fire = tracked.expression.next_after(horizon)
             heapq.heappush(self._fires, (tracked.next_fire, name))
             self._fired(tracked, fires, now, first=False)
         if self._fires:
-            wake = min(wake, self._fires[0][0])
+            wake = min(wake, self._fires[0][0] - LEAD)
         if self.stopped:
             return "stopped: claiming nothing", 1.0
         if not self.membership.store_ok:
@@ -318,7 +317,7 @@ class Scheduler:
         if self.me not in eligible:
             return None
         if work.on == "all" or preferred_member(work.tool, work.run_id, eligible) == self.me:
-            return work.due
+            return work.due - LEAD if work.trigger == "schedule" else work.due
         return work.due + timedelta(seconds=self.config.daemon.claim_grace)
 
     async def _claim(self, work: Pending, won: list[str]) -> None:
@@ -348,6 +347,7 @@ class Scheduler:
                 Job(
                     work.tool, work.run_id, work.slot, work.trigger, claim, result.revision, lease,
                     work.request_key, work.forbid_overlap, per_member=work.on == "all",
+                    not_before=work.due if work.trigger == "schedule" else None,
                 )
             )
             return

@@ -45,10 +45,12 @@ class FakeRunner:
     def __init__(self, seconds: float = 1.0) -> None:
         self.seconds = seconds
         self.ran: list[str] = []
+        self.started: list[datetime] = []
 
     async def run(self, spec: RunSpec) -> RunOutcome:
         self.ran.append(f"{spec.tool.name}/{spec.run_id}")
         started = now()
+        self.started.append(started)
         await trio.sleep(self.seconds)
         return RunOutcome("succeeded", 0, started, now(), "ok\n")
 
@@ -80,7 +82,7 @@ class Cluster:
         await self.nursery.start(membership.keep_alive)
         runner = FakeRunner(runner_seconds)
         outbox = Outbox(self.store, self.config.daemon.state_dir / name / "outbox")
-        executor = Executor(self.store, KEYS, self.config, cache, {"process": runner}, outbox)
+        executor = Executor(self.store, KEYS, self.config, cache, {"process": runner}, outbox, now=now)
         await self.nursery.start(cache.follow)
         await self.nursery.start(executor.serve)
         scheduler = Scheduler(self.store, KEYS, self.config, cache, membership, executor, now=now)
@@ -323,3 +325,27 @@ async def test_retention_keeps_the_newest_and_drops_the_old(tmp_path: Path, mock
         object.__setattr__(config.daemon, "keep_runs", 5)
         assert await sweeper.sweep() == 26
         assert [r.id for r in await cluster.runs("r")] == [r.id for r in left[-5:]]
+
+
+@pytest.mark.timeout(30)
+async def test_preferred_member_claims_ahead_and_starts_on_time(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.tool("punctual", "0 * * * *")
+        a = await cluster.add_member("a", runner_seconds=0.1)
+        await cluster.settle()
+        next_hour = BASE.replace(minute=0, second=0) + timedelta(hours=1)
+        claimed_at: list[datetime] = []
+
+        async def watch_claim() -> None:
+            while not a.cache.claims:  # noqa: ASYNC110 - polls the cache
+                await trio.sleep(0.01)
+            claimed_at.append(now())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_claim)
+            nursery.start_soon(tick_until, a, next_hour + timedelta(seconds=2))
+        assert claimed_at and claimed_at[0] < next_hour  # the claim is in before the slot
+        assert len(a.runner.started) == 1
+        assert timedelta(0) <= a.runner.started[0] - next_hour < timedelta(seconds=0.05)  # and the run starts on time
