@@ -90,9 +90,16 @@ class Outbox:
         self.store = store
         self.directory = directory
         self._wake = trio.Event()
+        #: claim keys of the runs waiting here (their claims are not orphans)
+        self.held: set[str] = set()
+        for path in self._files():
+            try:
+                self.held.add(PendingRecord.from_json(path.read_text()).claim_key)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # flush moves it aside
 
     def __len__(self) -> int:
-        return len(self._files())
+        return len(self.held)
 
     def _files(self) -> list[Path]:
         try:
@@ -106,6 +113,7 @@ class Outbox:
         tmp = self.directory / f".{name}.tmp"
         tmp.write_text(pending.to_json())
         os.replace(tmp, self.directory / name)
+        self.held.add(pending.claim_key)
         self._wake.set()
 
     async def record(self, pending: PendingRecord) -> Outcome:
@@ -137,6 +145,7 @@ class Outbox:
                 continue
             log.info("outbox: run %s of %s %s", pending.run.id, pending.run.tool, outcome)
             path.unlink(missing_ok=True)
+            self.held.discard(pending.claim_key)
         return waiting
 
     async def flush_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -44,7 +44,7 @@ from maomao.daemon.membership import Membership
 from maomao.errors import LeaseExpired, StoreError, StoreUnavailable, ValidationError
 from maomao.model import Claim, Schedule, parse_iso, utc_iso
 from maomao.schedule import Expression, slot_id
-from maomao.store import Compare, Get, Put, Store
+from maomao.store import Compare, Delete, Get, Put, Store
 from maomao.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,7 @@ class Scheduler:
         if not self.membership.store_ok:
             self._supersede_unclaimed()
             return "the store does not answer: claiming nothing", 1.0
+        await self._release_orphans()
         to_claim: list[Pending] = []
         busy: set[str] = set()  # tools whose backlog waits for the run in progress
         for key, work in sorted(self.pending.items(), key=lambda item: item[1].due):
@@ -286,6 +287,32 @@ class Scheduler:
         if won:
             return f"claimed {len(won)}: {', '.join(won[:5])}", seconds
         return f"no action: {len(self.pending)} pending, {len(self.executor.active)} running", seconds
+
+    async def _release_orphans(self) -> None:
+        """Give back claims of this member that nothing here is running.
+
+        A claim transaction can commit while its answer is lost (the store
+        went away mid-call): the claim then lives on, bound to this member's
+        live lease, and nothing would ever run its slot.  Such a claim (this
+        member's, not running, not waiting in the outbox) is deleted if it is
+        still at the revision seen, and the slot is claimed again as usual.
+        """
+        if self._seen.get("orphans") == self.cache.versions["claims"]:
+            return
+        self._seen["orphans"] = self.cache.versions["claims"]
+        for key, (claim, revision) in list(self.cache.claims.items()):
+            if claim.member != self.me or f"{claim.tool}/{claim.name}" in self.executor.active:
+                continue
+            if key in self.executor.outbox.held:
+                continue
+            try:
+                result = await self.store.txn([Compare(key, "mod", "=", revision)], [Delete(key)])
+            except (StoreUnavailable, StoreError) as exc:
+                log.warning("releasing orphan claim %s: %s", key, exc)
+                self._seen.pop("orphans", None)
+                return
+            if result.succeeded:
+                log.warning("released claim %s: this member was not running it", key)
 
     def _supersede_unclaimed(self) -> None:
         """While nothing can be claimed, keep only each tool's newest unclaimed slot.

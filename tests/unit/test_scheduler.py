@@ -349,3 +349,28 @@ async def test_preferred_member_claims_ahead_and_starts_on_time(
         assert claimed_at and claimed_at[0] < next_hour  # the claim is in before the slot
         assert len(a.runner.started) == 1
         assert timedelta(0) <= a.runner.started[0] - next_hour < timedelta(seconds=0.05)  # and the run starts on time
+
+
+@pytest.mark.timeout(30)
+async def test_claim_whose_answer_was_lost_is_released_and_run(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    from maomao.model import Claim
+
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.tool("lost", "0 * * * *")
+        a = await cluster.add_member("a", runner_seconds=0.1)
+        await cluster.settle()
+        next_hour = BASE.replace(minute=0, second=0) + timedelta(hours=1)
+        slot = next_hour.strftime("%Y%m%dT%H%M%SZ")
+        # the claim transaction committed, but its answer never reached the member
+        claim = Claim(
+            name=slot, tool="lost", member="a", slot=utc_iso(next_hour), trigger="schedule",
+            state="claimed", claimed=utc_iso(now()),
+        )
+        await cluster.store.put(KEYS.claim("lost", slot), claim.to_value(), lease=a.membership.lease)
+        await cluster.settle()
+        await tick_until(a, next_hour + timedelta(seconds=3))
+        await trio.sleep(1)
+        assert a.runner.ran == [f"lost/{slot}"]
+        assert [(r.id, r.state) for r in await cluster.runs("lost")] == [(slot, "succeeded")]
