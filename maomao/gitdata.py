@@ -1,0 +1,579 @@
+"""A tool's git data repository (pygit2): clone, fetch, commit, push, rebase.
+
+Every function here blocks; the daemon calls them through
+``trio.to_thread.run_sync``. Nothing a tool collected is ever thrown away:
+
+- ``ensure()`` clones on first use (into a temporary directory beside the
+  target, renamed into place, so a failed clone leaves nothing behind and is
+  retried next time), else fetches and fast-forwards the local branch.
+  Local commits not pushed yet are kept.
+- ``commit_run()`` commits what the tool wrote, with ``Key: value`` trailers.
+- ``push()`` pushes; a rejected push is fetched, rebased (each local commit
+  replayed with a 3-way tree merge) and pushed again; a conflict sends the
+  commit to ``maomao/conflicts/<run-id>``; an unreachable remote leaves the
+  commit local ("pending") for a later ``push()``.
+- ``commit_failed_run()`` commits a failed run's output to
+  ``maomao/failed/<run-id>`` and restores the work tree to the branch head.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import pygit2
+from pygit2.enums import CheckoutStrategy, FileMode, FileStatus, RepositoryOpenFlag, ResetMode
+
+from maomao.errors import MaomaoError
+from maomao.model import check_repo_url
+
+__all__ = [
+    "DataRepo",
+    "GitError",
+    "PushResult",
+    "PushState",
+    "RemoteUnavailable",
+]
+
+PushState = Literal["pushed", "rebased", "conflict", "pending", "disabled"]
+
+REMOTE = "origin"
+CONFLICTS = "maomao/conflicts/"
+FAILED = "maomao/failed/"
+_TRAILER_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_PUSH_ATTEMPTS = 10
+
+Credential = pygit2.Username | pygit2.UserPass | pygit2.Keypair
+
+
+class GitError(MaomaoError):
+    """A data repository operation failed; the message names the repository."""
+
+
+class RemoteUnavailable(GitError):
+    """The remote did not answer (down, unreachable, refused); local work is intact."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What ``DataRepo.push`` did.
+
+    ``state``: "pushed" (fast-forward), "rebased" (rejected, rebased, pushed),
+    "conflict" (the local commits went to ``branch`` = maomao/conflicts/<run-id>,
+    the local branch was reset to the remote's), "pending" (remote unreachable,
+    commits kept locally), "disabled" (``push=False``).
+    """
+
+    state: PushState
+    commit: str | None
+    branch: str | None
+    detail: str = ""
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    """Credentials plus a record of refs the remote refused."""
+
+    def __init__(self, credentials: Credential | None) -> None:
+        super().__init__(credentials=credentials)
+        self.rejected: dict[str, str] = {}
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message is not None:
+            self.rejected[refname] = message
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _trailer_value(message: str, key: str) -> str | None:
+    prefix = key.lower() + ":"
+    for line in reversed(message.splitlines()):
+        if line.lower().startswith(prefix):
+            return line[len(prefix) :].strip() or None
+    return None
+
+
+class DataRepo:
+    """One tool's data repository: a clone at ``path`` of ``url``."""
+
+    def __init__(
+        self,
+        path: Path,
+        url: str,
+        *,
+        author_name: str,
+        author_email: str,
+        branch: str | None = None,
+        push: bool = True,
+        credentials: Credential | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.url = check_repo_url(url, "data repository URL")
+        self.author_name = author_name
+        self.author_email = author_email
+        self.branch = branch
+        self.push_enabled = push
+        self.credentials = credentials
+        if branch is not None and not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
+            raise GitError(f"{self._name()}: branch name {branch!r} is not valid")
+
+    # -- helpers ---------------------------------------------------------
+
+    def _name(self) -> str:
+        return f"data repository {self.url}"
+
+    def _fail(self, what: str, exc: BaseException) -> GitError:
+        return GitError(f"{self._name()}: {what}: {_one_line(exc)}")
+
+    def _callbacks(self) -> _Callbacks:
+        return _Callbacks(self.credentials)
+
+    def _checked_url(self) -> str:
+        # Defence in depth: check again right before any network operation.
+        return check_repo_url(self.url, "data repository URL")
+
+    def _repo(self) -> pygit2.Repository:
+        try:
+            return pygit2.Repository(str(self.path), RepositoryOpenFlag.NO_SEARCH)
+        except (pygit2.GitError, KeyError) as exc:
+            raise GitError(f"{self._name()}: no clone at {self.path}; run ensure() first") from exc
+
+    def _branch_name(self, repo: pygit2.Repository) -> str:
+        if self.branch is not None:
+            return self.branch
+        target = repo.references["HEAD"].target
+        if isinstance(target, str) and target.startswith("refs/heads/"):
+            return target[len("refs/heads/") :]
+        raise GitError(f"{self._name()}: HEAD is detached at {self.path}; set a branch")
+
+    def _remote(self, repo: pygit2.Repository) -> pygit2.Remote:
+        url = self._checked_url()
+        try:
+            remote = repo.remotes[REMOTE]
+        except KeyError:
+            return repo.remotes.create(REMOTE, url)
+        if remote.url != url:
+            repo.remotes.set_url(REMOTE, url)
+            remote = repo.remotes[REMOTE]
+        return remote
+
+    def _fetch(self, repo: pygit2.Repository) -> None:
+        remote = self._remote(repo)
+        try:
+            remote.fetch(callbacks=self._callbacks())
+        except (pygit2.GitError, OSError) as exc:
+            raise RemoteUnavailable(f"{self._name()}: fetch failed: {_one_line(exc)}") from None
+
+    @staticmethod
+    def _oid(repo: pygit2.Repository, refname: str) -> pygit2.Oid | None:
+        ref = repo.references.get(refname)
+        if ref is None:
+            return None
+        return ref.resolve().target  # type: ignore[return-value]
+
+    def _local(self, repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
+        return self._oid(repo, f"refs/heads/{branch}")
+
+    def _tracking(self, repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
+        return self._oid(repo, f"refs/remotes/{REMOTE}/{branch}")
+
+    def _signature(self) -> pygit2.Signature:
+        return pygit2.Signature(self.author_name, self.author_email)
+
+    def _message(self, message: str, trailers: Mapping[str, str]) -> str:
+        lines = [message.strip()]
+        if trailers:
+            lines.append("")
+        for key, value in trailers.items():
+            if not _TRAILER_KEY.fullmatch(key):
+                raise GitError(f"{self._name()}: trailer key {key!r} is not allowed")
+            if "\n" in value or "\r" in value:
+                raise GitError(f"{self._name()}: trailer {key} must be one line")
+            lines.append(f"{key}: {value}")
+        return "\n".join(lines) + "\n"
+
+    def _stage(self, repo: pygit2.Repository) -> bool:
+        """Stage every addition, change and deletion in the work tree; True if any."""
+        index = repo.index
+        index.read()
+        changed = False
+        for rel, flags in repo.status(untracked_files="all").items():
+            parts = Path(rel).parts
+            if ".git" in parts or Path(rel).is_absolute() or ".." in parts:
+                continue
+            if flags & FileStatus.WT_DELETED:
+                index.remove(rel)
+                changed = True
+            elif flags & (
+                FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
+            ):
+                index.add(rel)
+                changed = True
+            elif flags & (
+                FileStatus.INDEX_NEW | FileStatus.INDEX_MODIFIED | FileStatus.INDEX_DELETED | FileStatus.INDEX_RENAMED
+            ):
+                changed = True
+        index.write()
+        return changed
+
+    def _clean(self, repo: pygit2.Repository, commit: pygit2.Oid | None) -> None:
+        """Reset index and work tree to ``commit`` and remove untracked files."""
+        if commit is not None:
+            repo.reset(commit, ResetMode.HARD)
+        else:
+            repo.index.clear()
+            repo.index.write()
+        for rel, flags in repo.status(untracked_files="all").items():
+            if flags & FileStatus.WT_NEW:
+                target = self.path / rel
+                if ".git" in Path(rel).parts:
+                    continue
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+        # Remove directories left empty by the removal above.
+        for dirpath, dirnames, _ in os.walk(self.path, topdown=False):
+            if ".git" in Path(dirpath).relative_to(self.path).parts:
+                continue
+            for d in dirnames:
+                full = Path(dirpath) / d
+                if d != ".git" and full.is_dir() and not full.is_symlink() and not any(full.iterdir()):
+                    full.rmdir()
+
+    def _push_refs(self, repo: pygit2.Repository, specs: list[str]) -> dict[str, str]:
+        """Push ``specs`` (``[+]src:dst``); return refs the remote refused (empty on success).
+
+        Raises RemoteUnavailable when the push did not happen for another reason.
+        """
+        local_path = self._local_remote_path()
+        if local_path is not None:
+            return self._push_local(repo, local_path, specs)
+        remote = self._remote(repo)
+        callbacks = self._callbacks()
+        try:
+            remote.push(specs, callbacks=callbacks)
+        except (pygit2.GitError, OSError) as exc:
+            text = _one_line(exc)
+            if "non-fastforward" in text or "not present locally" in text or "fast-forward" in text:
+                return {spec: text for spec in specs}
+            raise RemoteUnavailable(f"{self._name()}: push failed: {text}") from None
+        return callbacks.rejected
+
+    def _local_remote_path(self) -> Path | None:
+        url = self._checked_url()
+        if url.startswith("/"):
+            return Path(url)
+        if url.startswith("file://"):
+            return Path(urlsplit(url).path)
+        return None
+
+    def _push_local(self, repo: pygit2.Repository, path: Path, specs: list[str]) -> dict[str, str]:
+        """Push to a repository on this machine with a compare-and-swap ref update.
+
+        libgit2's local transport checks for a fast-forward and then overwrites
+        the ref unconditionally, so two members pushing at once can lose a
+        commit; git's receive-pack (ssh, https) compares and swaps, and so
+        does this.
+        """
+        try:
+            target = pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH)
+        except (pygit2.GitError, OSError, KeyError) as exc:
+            raise RemoteUnavailable(f"{self._name()}: push failed: {_one_line(exc)}") from None
+        rejected: dict[str, str] = {}
+        for spec in specs:
+            force = spec.startswith("+")
+            src, _, dst = spec.lstrip("+").partition(":")
+            new = self._oid(repo, src)
+            if new is None:
+                rejected[dst] = f"no local ref {src}"
+                continue
+            self._copy_objects(repo, target, new)
+            current = target.references.get(dst)
+            try:
+                if current is None:
+                    target.references.create(dst, new, force=force)
+                elif force:
+                    target.references.create(dst, new, force=True)
+                else:
+                    old = current.target
+                    assert isinstance(old, pygit2.Oid)
+                    if old == new:
+                        continue
+                    if old not in repo.odb or not repo.descendant_of(new, old):
+                        rejected[dst] = "non-fast-forward"
+                        continue
+                    current.set_target(new)  # fails if the ref moved since it was read
+            except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError) as exc:
+                rejected[dst] = _one_line(exc)
+        return rejected
+
+    @staticmethod
+    def _copy_objects(src: pygit2.Repository, dst: pygit2.Repository, tip: pygit2.Oid) -> None:
+        """Write every object reachable from ``tip`` that ``dst`` lacks."""
+        todo = [tip]
+        while todo:
+            oid = todo.pop()
+            if oid in dst.odb:
+                continue  # present, and so is everything it reaches
+            obj = src.get(oid)
+            if isinstance(obj, pygit2.Commit):
+                todo.append(obj.tree_id)
+                todo.extend(obj.parent_ids)
+            elif isinstance(obj, pygit2.Tree):
+                todo.extend(entry.id for entry in obj if entry.filemode != FileMode.COMMIT)
+            kind, data = src.odb.read(oid)
+            dst.odb.write(kind, data)
+
+    # -- public API ------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Clone on first use, else fetch and fast-forward the local branch.
+
+        Raises RemoteUnavailable when an existing clone cannot fetch (the clone
+        is intact; a caller may run the tool anyway), GitError otherwise.
+        """
+        git_dir = self.path / ".git"
+        if not git_dir.exists():
+            self._clone()
+            return
+        repo = self._repo()
+        self._fetch(repo)
+        branch = self._branch_name(repo)
+        remote_oid = self._tracking(repo, branch)
+        if remote_oid is None:
+            return  # the remote has no such branch yet (empty repository)
+        local_oid = self._local(repo, branch)
+        if local_oid is None or (local_oid != remote_oid and repo.descendant_of(remote_oid, local_oid)):
+            self._fast_forward(repo, branch, remote_oid)
+        # Equal, ahead (pending) or diverged: leave it; push() rebases.
+
+    def _fast_forward(self, repo: pygit2.Repository, branch: str, target: pygit2.Oid) -> None:
+        commit = repo.get(target)
+        assert isinstance(commit, pygit2.Commit)
+        try:
+            repo.checkout_tree(commit.tree)
+        except pygit2.GitError as exc:
+            raise self._fail(f"cannot fast-forward {branch} at {self.path} (local changes in the way)", exc) from None
+        repo.references.create(f"refs/heads/{branch}", target, force=True)
+        repo.set_head(f"refs/heads/{branch}")
+
+    def _clone(self) -> None:
+        url = self._checked_url()
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise GitError(f"{self._name()}: {self.path} exists and is not a clone")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.clone-", dir=self.path.parent))
+        try:
+            try:
+                pygit2.clone_repository(url, str(tmp), callbacks=self._callbacks())
+            except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
+                raise self._fail("clone failed", exc) from None
+            if self.branch is not None:
+                self._start_branch(pygit2.Repository(str(tmp)), self.branch)
+            if self.path.exists():
+                self.path.rmdir()
+            os.rename(tmp, self.path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _start_branch(self, repo: pygit2.Repository, branch: str) -> None:
+        """Check out ``branch`` in a fresh clone: the remote's, else a new one at HEAD."""
+        ref = f"refs/heads/{branch}"
+        remote_oid = self._tracking(repo, branch)
+        if remote_oid is None and not repo.head_is_unborn:
+            remote_oid = repo.head.peel(pygit2.Commit).id
+        if remote_oid is not None:
+            commit = repo.get(remote_oid)
+            assert isinstance(commit, pygit2.Commit)
+            repo.references.create(ref, remote_oid, force=True)
+            repo.checkout_tree(commit.tree, strategy=CheckoutStrategy.FORCE)
+        repo.set_head(ref)
+
+    def head(self) -> str | None:
+        """The local branch's commit id, or None before the first commit."""
+        repo = self._repo()
+        oid = self._local(repo, self._branch_name(repo))
+        return str(oid) if oid is not None else None
+
+    def ahead_of_remote(self) -> int:
+        """How many local commits the remote's branch does not have yet."""
+        repo = self._repo()
+        branch = self._branch_name(repo)
+        local = self._local(repo, branch)
+        if local is None:
+            return 0
+        remote = self._tracking(repo, branch)
+        if remote is None:
+            return sum(1 for _ in repo.walk(local))
+        ahead, _behind = repo.ahead_behind(local, remote)
+        return ahead
+
+    def commit_run(self, message: str, trailers: Mapping[str, str]) -> str | None:
+        """Commit everything in the work tree on the branch; None if nothing changed."""
+        repo = self._repo()
+        branch = self._branch_name(repo)
+        full = self._message(message, trailers)
+        if not self._stage(repo):
+            return None
+        parent = self._local(repo, branch)
+        tree = repo.index.write_tree()
+        if parent is not None:
+            parent_commit = repo.get(parent)
+            assert isinstance(parent_commit, pygit2.Commit)
+            if parent_commit.tree_id == tree:
+                return None
+        sig = self._signature()
+        oid = repo.create_commit(f"refs/heads/{branch}", sig, sig, full, tree, [parent] if parent else [])
+        return str(oid)
+
+    def push(self) -> PushResult:
+        """Push the branch; rebase on rejection; conflicts and outages as in the module doc."""
+        if not self.push_enabled:
+            repo = self._repo()
+            head = self._local(repo, self._branch_name(repo))
+            return PushResult("disabled", str(head) if head else None, None, "push = false")
+        repo = self._repo()
+        branch = self._branch_name(repo)
+        detail = self._push_failed_branches(repo)
+        rebased = False
+        for _ in range(_PUSH_ATTEMPTS):
+            local = self._local(repo, branch)
+            if local is None:
+                return PushResult("pushed", None, branch, "nothing to push")
+            spec = f"refs/heads/{branch}:refs/heads/{branch}"
+            try:
+                rejected = self._push_refs(repo, [spec])
+            except RemoteUnavailable as exc:
+                return PushResult("pending", str(local), branch, str(exc))
+            if not rejected:
+                repo.references.create(f"refs/remotes/{REMOTE}/{branch}", local, force=True)
+                return PushResult("rebased" if rebased else "pushed", str(local), branch, detail)
+            try:
+                self._fetch(repo)
+            except RemoteUnavailable as exc:
+                return PushResult("pending", str(local), branch, str(exc))
+            remote = self._tracking(repo, branch)
+            if remote is None or repo.descendant_of(local, remote):
+                reason = "; ".join(rejected.values())
+                return PushResult("pending", str(local), branch, f"{self._name()}: push refused: {reason}")
+            conflict = self._rebase(repo, branch, local, remote)
+            if conflict is not None:
+                return self._to_conflicts(repo, branch, local, remote, conflict)
+            rebased = True
+        local = self._local(repo, branch)
+        return PushResult("pending", str(local) if local else None, branch, "push kept being rejected")
+
+    def _rebase(
+        self, repo: pygit2.Repository, branch: str, local: pygit2.Oid, remote: pygit2.Oid
+    ) -> pygit2.Commit | None:
+        """Replay local commits onto ``remote``; return the conflicting commit, if any."""
+        base = repo.merge_base(local, remote)
+        todo: list[pygit2.Commit] = []
+        oid: pygit2.Oid | None = local
+        while oid is not None and oid != base:
+            commit = repo.get(oid)
+            assert isinstance(commit, pygit2.Commit)
+            todo.append(commit)
+            oid = commit.parent_ids[0] if commit.parent_ids else None
+        tip = repo.get(remote)
+        assert isinstance(tip, pygit2.Commit)
+        for commit in reversed(todo):
+            ancestor = commit.parents[0].tree if commit.parents else repo.get(repo.TreeBuilder().write())
+            assert isinstance(ancestor, pygit2.Tree)
+            merged = repo.merge_trees(ancestor, tip.tree, commit.tree)
+            if merged.conflicts is not None:
+                return commit
+            tree = merged.write_tree(repo)
+            new = repo.create_commit(None, commit.author, self._signature(), commit.message, tree, [tip.id])
+            tip_obj = repo.get(new)
+            assert isinstance(tip_obj, pygit2.Commit)
+            tip = tip_obj
+        repo.references.create(f"refs/heads/{branch}", tip.id, force=True)
+        repo.reset(tip.id, ResetMode.HARD)
+        return None
+
+    def _to_conflicts(
+        self, repo: pygit2.Repository, branch: str, local: pygit2.Oid, remote: pygit2.Oid, commit: pygit2.Commit
+    ) -> PushResult:
+        run_id = _trailer_value(commit.message, "Maomao-Run") or str(commit.id)[:12]
+        name = CONFLICTS + run_id
+        if not pygit2.reference_is_valid_name(f"refs/heads/{name}"):
+            name = CONFLICTS + str(commit.id)[:12]
+        ref = f"refs/heads/{name}"
+        repo.references.create(ref, local, force=True)
+        try:
+            rejected = self._push_refs(repo, [f"+{ref}:{ref}"])
+        except RemoteUnavailable as exc:
+            return PushResult("pending", str(local), branch, str(exc))
+        if rejected:
+            reason = "; ".join(rejected.values())
+            return PushResult("pending", str(local), branch, f"{self._name()}: conflict branch refused: {reason}")
+        repo.references.delete(ref)
+        repo.references.create(f"refs/heads/{branch}", remote, force=True)
+        self._clean(repo, remote)
+        return PushResult(
+            "conflict", str(local), name, f"{self._name()}: run {run_id} conflicts with {branch}; kept on {name}"
+        )
+
+    def _push_failed_branches(self, repo: pygit2.Repository) -> str:
+        """Push failed-run branches a previous push could not deliver."""
+        notes = []
+        for ref in list(repo.references):
+            if not ref.startswith(f"refs/heads/{FAILED}"):
+                continue
+            try:
+                rejected = self._push_refs(repo, [f"+{ref}:{ref}"])
+            except RemoteUnavailable:
+                continue
+            if not rejected:
+                repo.references.delete(ref)
+            else:
+                notes.append(f"{ref} refused")
+        return "; ".join(notes)
+
+    def commit_failed_run(self, run_id: str, message: str, trailers: Mapping[str, str]) -> str | None:
+        """Commit a failed run's output to maomao/failed/<run-id>, push it, restore the work tree.
+
+        Returns the commit id, or None when the run wrote nothing. The branch is
+        kept locally when the push fails; a later ``push()`` delivers it.
+        """
+        ref = f"refs/heads/{FAILED}{run_id}"
+        if not run_id or not pygit2.reference_is_valid_name(ref):
+            raise GitError(f"{self._name()}: run id {run_id!r} is not a valid branch name")
+        repo = self._repo()
+        branch = self._branch_name(repo)
+        full = self._message(message, trailers)
+        parent = self._local(repo, branch)
+        try:
+            if not self._stage(repo):
+                return None
+            tree = repo.index.write_tree()
+            if parent is not None:
+                parent_commit = repo.get(parent)
+                assert isinstance(parent_commit, pygit2.Commit)
+                if parent_commit.tree_id == tree:
+                    return None
+            sig = self._signature()
+            oid = repo.create_commit(None, sig, sig, full, tree, [parent] if parent else [])
+            repo.references.create(ref, oid, force=True)
+        finally:
+            self._clean(repo, parent)
+        if self.push_enabled:
+            try:
+                rejected = self._push_refs(repo, [f"+{ref}:{ref}"])
+            except RemoteUnavailable:
+                rejected = {ref: "unreachable"}
+            if not rejected:
+                repo.references.delete(ref)
+        return str(oid)
