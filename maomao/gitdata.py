@@ -426,7 +426,14 @@ class DataRepo:
         full = self._message(message, trailers)
         if not self._stage(repo):
             return None
-        parent = self._local(repo, branch)
+        oid = self._commit_index(repo, self._local(repo, branch), full)
+        if oid is None:
+            return None
+        repo.references.create(f"refs/heads/{branch}", oid, force=True)
+        return str(oid)
+
+    def _commit_index(self, repo: pygit2.Repository, parent: pygit2.Oid | None, message: str) -> pygit2.Oid | None:
+        """A commit of the staged tree on ``parent``; None when the tree is the parent's."""
         tree = repo.index.write_tree()
         if parent is not None:
             parent_commit = repo.get(parent)
@@ -434,8 +441,7 @@ class DataRepo:
             if parent_commit.tree_id == tree:
                 return None
         sig = self._signature()
-        oid = repo.create_commit(f"refs/heads/{branch}", sig, sig, full, tree, [parent] if parent else [])
-        return str(oid)
+        return repo.create_commit(None, sig, sig, message, tree, [parent] if parent else [])
 
     def push(self) -> PushResult:
         """Push the branch; rebase on rejection; conflicts and outages as in the module doc."""
@@ -558,14 +564,9 @@ class DataRepo:
         try:
             if not self._stage(repo):
                 return None
-            tree = repo.index.write_tree()
-            if parent is not None:
-                parent_commit = repo.get(parent)
-                assert isinstance(parent_commit, pygit2.Commit)
-                if parent_commit.tree_id == tree:
-                    return None
-            sig = self._signature()
-            oid = repo.create_commit(None, sig, sig, full, tree, [parent] if parent else [])
+            oid = self._commit_index(repo, parent, full)
+            if oid is None:
+                return None
             repo.references.create(ref, oid, force=True)
         finally:
             self._clean(repo, parent)

@@ -25,6 +25,10 @@ from maomao.store.keys import Keys
 T = TypeVar("T")
 
 
+#: ``--json`` of every listing command
+JsonFlag = Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")]
+
+
 @Parameter(name="*")
 @dataclass(frozen=True)
 class Common:

@@ -7,7 +7,7 @@ from typing import Annotated
 from cyclopts import App, Parameter
 
 from maomao.cli import records
-from maomao.cli.context import Common
+from maomao.cli.context import Common, JsonFlag
 from maomao.model import Dataset
 from maomao.registry import Collection, Registry
 
@@ -23,7 +23,7 @@ def get(
     name: str | None = None,
     /,
     *,
-    json: Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")] = False,
+    json: JsonFlag = False,
     common: Common = Common(),
 ) -> None:
     """List the registered datasets, or show one.

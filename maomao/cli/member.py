@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from cyclopts import App, Parameter
+from cyclopts import App
 
 from maomao.cli import records
-from maomao.cli.context import Common
+from maomao.cli.context import Common, JsonFlag
 from maomao.model import Member
 from maomao.registry import Collection, Registry
 
@@ -27,7 +25,7 @@ def get(
     name: str | None = None,
     /,
     *,
-    json: Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")] = False,
+    json: JsonFlag = False,
     common: Common = Common(),
 ) -> None:
     """List the live members, or show one.

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from cyclopts import App, Parameter, Token
 
 from maomao.cli import records
-from maomao.cli.context import Common, with_registry, with_registry_on_trio
+from maomao.cli.context import Common, JsonFlag, with_registry, with_registry_on_trio
 from maomao.cli.output import warn
 from maomao.config import Config
 from maomao.errors import UsageError
@@ -97,7 +97,7 @@ def get(
     name: str | None = None,
     /,
     *,
-    json: Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")] = False,
+    json: JsonFlag = False,
     common: Common = Common(),
 ) -> None:
     """List the registered tools with their schedules, or show one.
@@ -304,7 +304,7 @@ def runs(
     limit: Annotated[
         int, Parameter(help="Show at most this many, newest first; 0 shows all.", converter=_whole_number)
     ] = 20,
-    json: Annotated[bool, Parameter(help="Print a JSON list of objects instead of a table.")] = False,
+    json: JsonFlag = False,
     common: Common = Common(),
 ) -> None:
     """List a tool's runs, newest first: those in progress and those finished.

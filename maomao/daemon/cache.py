@@ -39,7 +39,6 @@ class StateCache:
         self.store = store
         self.keys = keys
         self.revision = 0
-        self.generation = 0
         #: per collection ("tools", "schedules", "members", "requests", "claims"): bumped on each change
         self.versions: dict[str, int] = dict.fromkeys(("tools", "schedules", "members", "requests", "claims"), 0)
         self.tools: dict[str, Tool] = {}
@@ -118,7 +117,6 @@ class StateCache:
                     break
             else:
                 return
-        self.generation += 1
         self._changed.set()
         self._changed = trio.Event()
 
@@ -134,19 +132,21 @@ class StateCache:
             for kv in result.kvs:
                 self.apply(Event("put", kv))
         self.revision = min(revisions)
-        self.generation += 1
         self._changed.set()
         self._changed = trio.Event()
 
-    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load, report started, then apply every change until cancelled."""
+    async def _load_until_answered(self) -> None:
         while True:
             try:
                 await self.load()
-                break
+                return
             except StoreUnavailable as exc:
                 log.warning("state cache: %s; retrying", exc)
                 await trio.sleep(1)
+
+    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load, report started, then apply every change until cancelled."""
+        await self._load_until_answered()
         task_status.started()
         while True:
             try:
@@ -160,9 +160,4 @@ class StateCache:
                 log.warning("state cache: %s; retrying", exc)
                 await trio.sleep(1)
                 continue
-            while True:
-                try:
-                    await self.load()
-                    break
-                except StoreUnavailable:
-                    await trio.sleep(1)
+            await self._load_until_answered()

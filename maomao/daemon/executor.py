@@ -133,7 +133,9 @@ class Executor:
             self.active.pop(f"{job.tool}/{job.run_id}", None)
             self._idle.set()
 
-    def _run_record(self, job: Job, state: str, outcome: RunOutcome | None = None, detail: str = "") -> Run:
+    def _run_record(
+        self, job: Job, state: str, outcome: RunOutcome | None = None, detail: str = "", output_tail: str = ""
+    ) -> Run:
         now = utc_iso(datetime.now(UTC))
         return Run(
             id=job.run_id,
@@ -145,7 +147,7 @@ class Executor:
             started=utc_iso(outcome.started) if outcome else job.claim.started,
             finished=utc_iso(outcome.finished) if outcome else now,
             exit_code=outcome.exit_code if outcome else None,
-            output_tail=outcome.output_tail if outcome else "",
+            output_tail=outcome.output_tail if outcome else output_tail,
             detail=detail or (outcome.detail if outcome else ""),
         )
 
@@ -215,8 +217,7 @@ class Executor:
     def _cancelled(self, job: Job, spec: RunSpec) -> Run:
         from maomao.runner import read_tail
 
-        run = self._run_record(job, "cancelled", detail="stopped at shutdown")
-        return Run(**{**run.to_dict(), "output_tail": read_tail(spec.log_path)})
+        return self._run_record(job, "cancelled", detail="stopped at shutdown", output_tail=read_tail(spec.log_path))
 
     def _spec(self, tool: Tool, job: Job) -> RunSpec:
         importdir: Path = self.config.importdir

@@ -224,9 +224,11 @@ class EmbeddedStore(Store):
         def run() -> T:
             db = self._connect()
             try:
-                db.execute("BEGIN IMMEDIATE" if write or self._expiry_due(db) else "BEGIN")
+                due = self._expiry_due(db)
+                db.execute("BEGIN IMMEDIATE" if write or due else "BEGIN")
                 try:
-                    self._expire(db)
+                    if due:
+                        self._expire(db)
                     result = fn(db)
                 except BaseException:
                     db.execute("ROLLBACK")
