@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests need: a real etcd server and its client
-DEBS   := etcd-server etcd-client
+# Debian packages the tests need: a real etcd server and its client, podman (Docker
+# Engine API) with runc, busybox-static for locally built test images
+DEBS   := etcd-server etcd-client podman runc busybox-static
 
 .PHONY: run test deps venv lint typecheck pytest bench clean
 

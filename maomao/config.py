@@ -75,6 +75,33 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """``[runner]``: the container engine and the defaults of each run's confinement."""
+
+    docker_host: str | None
+    memory: str | None
+    cpus: float | None
+    pids: int | None
+    network: str
+    read_only: bool
+    pull_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class GitConfig:
+    """``[git]``: who commits run output, how to reach data remotes."""
+
+    author_name: str
+    author_email: str
+    push: bool
+    token: str | None
+    token_user: str
+    ssh_key: Path | None
+    timeout: float
+    push_retry: float
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -83,6 +110,8 @@ class Config:
     member: str
     store: StoreConfig
     daemon: DaemonConfig
+    runner: RunnerConfig
+    git: GitConfig
 
 
 # -- value parsers: each takes the text and returns the value or raises ValueError
@@ -188,6 +217,38 @@ def _duration_seconds(value: str) -> float:
         raise ValueError("must be a duration like 30d, 12h or 90m") from None
 
 
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _memory(value: str) -> str:
+    from maomao.errors import ValidationError
+    from maomao.model import Limits
+
+    try:
+        Limits(memory=value)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _cpus(value: str) -> float:
+    if not _DECIMAL.fullmatch(value) or not 0 < float(value) <= 1024:
+        raise ValueError("must be a number of CPUs above 0, e.g. 0.5 or 2")
+    return float(value)
+
+
+def _docker_host(value: str) -> str:
+    if not re.fullmatch(r"(unix|tcp|ssh)://\S+", value):
+        raise ValueError("must be a unix://, tcp:// or ssh:// address, e.g. unix:///run/podman/podman.sock")
+    return value
+
+
 def _existing_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError(f"{value!r} is not a readable file")
@@ -228,10 +289,29 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
         "max_run_age": (_duration_seconds, "30d"),
         "state_dir": (_text, None),
     },
+    "runner": {
+        "docker_host": (_docker_host, None),
+        "memory": (_memory, None),
+        "cpus": (_cpus, None),
+        "pids": (_integer(1, 1_000_000), "1024"),
+        "network": (_choice("bridge", "none", "host"), "bridge"),
+        "read_only": (_boolean, "false"),
+        "pull_timeout": (_seconds, "600"),
+    },
+    "git": {
+        "author_name": (_text, "maomao"),
+        "author_email": (_text, None),
+        "push": (_boolean, "true"),
+        "token": (_text, None),
+        "token_user": (_text, "x-access-token"),
+        "ssh_key": (_existing_file, None),
+        "timeout": (_seconds, "60"),
+        "push_retry": (_seconds, "60"),
+    },
 }
 
 #: keys naming files; relative to the config file's directory when given there
-_FILE_KEYS = ("ca_cert", "cert", "key")
+_FILE_KEYS = ("ca_cert", "cert", "key", "ssh_key")
 
 #: sections of the original maoctl.py file, read for compatibility only
 LEGACY_SECTIONS = ("WORKING_ENVIRONMENT", "ETCD", "DATA_REPOS")
@@ -375,10 +455,11 @@ def load_config(
     if backend is None:
         backend = "etcd" if ("store", "endpoints") in raw else "embedded"
     state = state_dir()
+    member = values["maomao", "member"] or default_member()
     return Config(
         source=source,
         importdir=path(values["maomao", "importdir"], state / "data"),
-        member=values["maomao", "member"] or default_member(),
+        member=member,
         store=StoreConfig(
             backend=backend,
             path=path(values["store", "path"], state / "store.db"),
@@ -400,5 +481,24 @@ def load_config(
             keep_runs=values["daemon", "keep_runs"],
             max_run_age=values["daemon", "max_run_age"],
             state_dir=path(values["daemon", "state_dir"], state),
+        ),
+        runner=RunnerConfig(
+            docker_host=values["runner", "docker_host"],
+            memory=values["runner", "memory"],
+            cpus=values["runner", "cpus"],
+            pids=values["runner", "pids"],
+            network=values["runner", "network"],
+            read_only=values["runner", "read_only"],
+            pull_timeout=values["runner", "pull_timeout"],
+        ),
+        git=GitConfig(
+            author_name=values["git", "author_name"],
+            author_email=values["git", "author_email"] or f"maomao@{member}",
+            push=values["git", "push"],
+            token=values["git", "token"],
+            token_user=values["git", "token_user"],
+            ssh_key=Path(values["git", "ssh_key"]) if values["git", "ssh_key"] else None,
+            timeout=values["git", "timeout"],
+            push_retry=values["git", "push_retry"],
         ),
     )

@@ -22,19 +22,20 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import pygit2
-from pygit2.enums import CheckoutStrategy, FileMode, FileStatus, RepositoryOpenFlag, ResetMode
+from pygit2.enums import CheckoutStrategy, CredentialType, FileMode, FileStatus, Option, RepositoryOpenFlag, ResetMode
 
 from maomao.errors import MaomaoError
 from maomao.model import check_repo_url
 
 __all__ = [
+    "Auth",
     "DataRepo",
     "GitError",
     "PushResult",
@@ -50,7 +51,9 @@ FAILED = "maomao/failed/"
 _TRAILER_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _PUSH_ATTEMPTS = 10
 
-Credential = pygit2.Username | pygit2.UserPass | pygit2.Keypair
+Credential = pygit2.Username | pygit2.UserPass | pygit2.Keypair | pygit2.KeypairFromAgent
+#: what a fetch or clone reports as it goes (objects, bytes)
+Progress = Callable[[pygit2.remotes.TransferProgress], None]
 
 
 class GitError(MaomaoError):
@@ -77,12 +80,67 @@ class PushResult:
     detail: str = ""
 
 
-class _Callbacks(pygit2.RemoteCallbacks):
-    """Credentials plus a record of refs the remote refused."""
+@dataclass(frozen=True)
+class Auth:
+    """How to authenticate to remotes: an https token, an ssh key file, else the ssh agent."""
 
-    def __init__(self, credentials: Credential | None) -> None:
-        super().__init__(credentials=credentials)
+    token: str | None = None
+    token_user: str = "x-access-token"
+    ssh_key: Path | None = None
+
+    def credential(self, username_from_url: str | None, allowed: CredentialType) -> Credential | None:
+        """The credential to offer for ``allowed`` types, or None to give up."""
+        user = username_from_url or "git"
+        if allowed & CredentialType.USERPASS_PLAINTEXT and self.token:
+            return pygit2.UserPass(self.token_user, self.token)
+        if allowed & CredentialType.SSH_KEY:
+            if self.ssh_key is not None:
+                public = Path(f"{self.ssh_key}.pub")
+                return pygit2.Keypair(user, str(public) if public.exists() else None, str(self.ssh_key), "")
+            if os.environ.get("SSH_AUTH_SOCK"):
+                return pygit2.KeypairFromAgent(user)
+        if allowed & CredentialType.USERNAME:
+            return pygit2.Username(user)
+        return None
+
+
+_timeouts_set: float | None = None
+
+
+def set_network_timeout(seconds: float) -> None:
+    """Bound every connect and every read/write of libgit2's transports (whole process)."""
+    global _timeouts_set
+    if _timeouts_set == seconds:
+        return
+    millis = max(1, int(seconds * 1000))
+    pygit2.option(Option.SET_SERVER_CONNECT_TIMEOUT, millis)
+    pygit2.option(Option.SET_SERVER_TIMEOUT, millis)
+    _timeouts_set = seconds
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    """Credentials (one try per kind), progress, and a record of refs the remote refused."""
+
+    def __init__(self, auth: Auth, progress: Progress | None = None) -> None:
+        super().__init__()
+        self.auth = auth
+        self.progress = progress
         self.rejected: dict[str, str] = {}
+        self._offered: set[type] = set()
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: CredentialType
+    ) -> Credential:
+        credential = self.auth.credential(username_from_url, allowed_types)
+        if credential is None or type(credential) in self._offered:
+            # libgit2 asks again after a refusal; offering the same again would loop
+            raise pygit2.GitError(f"authentication to {url} failed (no credential it accepts)")
+        self._offered.add(type(credential))
+        return credential
+
+    def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
+        if self.progress is not None:
+            self.progress(stats)
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
         if message is not None:
@@ -114,7 +172,8 @@ class DataRepo:
         author_email: str,
         branch: str | None = None,
         push: bool = True,
-        credentials: Credential | None = None,
+        auth: Auth | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.path = Path(path)
         self.url = check_repo_url(url, "data repository URL")
@@ -122,7 +181,8 @@ class DataRepo:
         self.author_email = author_email
         self.branch = branch
         self.push_enabled = push
-        self.credentials = credentials
+        self.auth = auth or Auth()
+        self.progress = progress
         if branch is not None and not pygit2.reference_is_valid_name(f"refs/heads/{branch}"):
             raise GitError(f"{self._name()}: branch name {branch!r} is not valid")
 
@@ -135,7 +195,7 @@ class DataRepo:
         return GitError(f"{self._name()}: {what}: {_one_line(exc)}")
 
     def _callbacks(self) -> _Callbacks:
-        return _Callbacks(self.credentials)
+        return _Callbacks(self.auth, self.progress)
 
     def _checked_url(self) -> str:
         # Defence in depth: check again right before any network operation.

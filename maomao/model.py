@@ -245,6 +245,26 @@ class Limits:
 
 
 RUNTIMES = ("container", "process")
+NETWORKS = ("bridge", "none", "host")
+#: where a container sees its data repository (the original framework's contract)
+DATA_MOUNT = "/usr/src/app/data"
+
+
+def check_mount_path(path: str) -> str:
+    """A container path to mount the data repository at: absolute, plain, not a system directory."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 256:
+        raise ValidationError(f"data mount {path!r} must be an absolute path inside the container")
+    parts = path.strip("/").split("/")
+    if (
+        not parts[0]
+        or any(part in ("", ".", "..") for part in parts)
+        or not all(re.fullmatch(r"[A-Za-z0-9._@+-]+", part) for part in parts)
+        or (len(parts) == 1 and parts[0] in ("proc", "sys", "dev", "etc", "bin", "sbin", "lib", "lib64", "usr"))
+    ):
+        raise ValidationError(
+            f"data mount {path!r} must be an absolute path of plain names (not /, /proc, /etc, ...)"
+        )
+    return path
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +286,9 @@ class Tool(Record):
     metrics: tuple[str, ...] = ()
     runtime: str = "container"
     digest: str | None = None
+    network: str | None = None
+    read_only: bool | None = None
+    data_mount: str = DATA_MOUNT
 
     def __post_init__(self) -> None:
         check_name(self.name, "tool name")
@@ -302,6 +325,11 @@ class Tool(Record):
             raise ValidationError("the process runtime needs --command")
         if self.digest is not None and not (isinstance(self.digest, str) and re.fullmatch(_DIGEST, self.digest)):
             raise ValidationError(f"digest {self.digest!r} must be algorithm:hex")
+        if self.network is not None and self.network not in NETWORKS:
+            raise ValidationError(f"network {self.network!r} must be one of {', '.join(NETWORKS)}")
+        if self.read_only is not None and not isinstance(self.read_only, bool):
+            raise ValidationError("read_only must be true or false")
+        check_mount_path(self.data_mount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +490,14 @@ class Run(Record):
     exit_code: int | None = None
     output_tail: str = ""
     detail: str = ""
+    #: the data repository commit holding what the run wrote (main branch, or the
+    #: failed/conflicts branch ``branch`` names); None when it wrote nothing
+    commit: str | None = None
+    #: what became of the commit: pushed, rebased, conflict, pending, disabled, local ("" = no commit)
+    push: str = ""
+    branch: str | None = None
+    #: the image the run used, as the engine resolved it (repo@digest or image id)
+    image: str | None = None
 
     @property
     def name(self) -> str:  # type: ignore[override]

@@ -9,8 +9,9 @@ shielded, and reports ``cancelled``.  It never raises for a tool that
 fails: a failure is an outcome.  It raises :class:`RunnerUnavailable` when
 it cannot start anything at all (no engine, no such command).
 
-``process`` (a host command, :mod:`maomao.runner.process`) is here now;
-``container`` (the Docker Engine API) plugs into the same interface.
+``process`` (a host command, :mod:`maomao.runner.process`) and
+``container`` (the Docker Engine API, :mod:`maomao.runner.container`)
+implement it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from maomao.errors import MaomaoError
-from maomao.model import Tool
+from maomao.model import DATA_MOUNT, Tool
+
+if TYPE_CHECKING:
+    from maomao.config import RunnerConfig
 
 RunState = Literal["succeeded", "failed", "timed_out", "cancelled"]
 
@@ -33,6 +37,30 @@ TAIL_BYTES = 4096
 
 class RunnerUnavailable(MaomaoError):
     """The runner cannot start the tool at all (the cause is in the message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Confinement:
+    """What a container run may use: limits, network, root file system, where its data goes."""
+
+    memory: str | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    network: str = "bridge"
+    read_only: bool = False
+    data_mount: str = DATA_MOUNT
+
+    @classmethod
+    def of(cls, tool: Tool, defaults: RunnerConfig) -> Confinement:
+        """The tool's own settings, each unset one taken from ``[runner]``."""
+        return cls(
+            memory=tool.limits.memory or defaults.memory,
+            cpus=tool.limits.cpus or defaults.cpus,
+            pids=tool.limits.pids or defaults.pids,
+            network=tool.network or defaults.network,
+            read_only=defaults.read_only if tool.read_only is None else tool.read_only,
+            data_mount=tool.data_mount,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +76,12 @@ class RunSpec:
     timeout: float
     kill_grace: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    confinement: Confinement = field(default_factory=Confinement)
+
+    @property
+    def image(self) -> str:
+        """What to run: ``repository@digest`` for a pinned tool, else its image reference."""
+        return pinned_reference(self.tool.image, self.tool.digest)
 
     def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The tool's environment: a clean base, the tool's env, then MAOMAO_*."""
@@ -80,6 +114,8 @@ class RunOutcome:
     finished: datetime
     output_tail: str
     detail: str = ""
+    #: the image that ran, as the engine resolved it (container runtime only)
+    image: str | None = None
 
 
 class Runner(Protocol):
@@ -100,3 +136,15 @@ def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
             return handle.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def pinned_reference(image: str, digest: str | None) -> str:
+    """``image`` with its tag replaced by ``digest`` (``repo@sha256:…``); ``image`` when not pinned."""
+    if digest is None:
+        return image
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:  # a tag, not a registry port
+        name = name[:colon]
+    return f"{name}@{digest}"
