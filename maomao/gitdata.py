@@ -438,14 +438,30 @@ class DataRepo:
                 pygit2.clone_repository(url, str(tmp), callbacks=self._callbacks())
             except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
                 raise self._fail("clone failed", exc) from None
+            cloned = pygit2.Repository(str(tmp))
             if self.branch is not None:
-                self._start_branch(pygit2.Repository(str(tmp)), self.branch)
+                self._start_branch(cloned, self.branch)
+            elif cloned.head_is_unborn:
+                cloned.set_head(f"refs/heads/{self._empty_remote_branch()}")
             if self.path.exists():
                 self.path.rmdir()
             os.rename(tmp, self.path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _empty_remote_branch(self) -> str:
+        """The branch to start in a clone of an empty remote: the remote's HEAD when it is
+        on this machine, else ``main`` (libgit2 cannot see an empty remote's HEAD)."""
+        path = self._local_remote_path()
+        if path is not None:
+            try:
+                target = pygit2.Repository(str(path)).references["HEAD"].target
+            except (pygit2.GitError, KeyError):
+                target = None
+            if isinstance(target, str) and target.startswith("refs/heads/"):
+                return target[len("refs/heads/") :]
+        return "main"
 
     def _start_branch(self, repo: pygit2.Repository, branch: str) -> None:
         """Check out ``branch`` in a fresh clone: the remote's, else a new one at HEAD."""
@@ -638,3 +654,31 @@ class DataRepo:
             if not rejected:
                 repo.references.delete(ref)
         return str(oid)
+
+    def pending_failed_branches(self) -> list[str]:
+        """Failed-run branches committed here and not delivered to the remote yet."""
+        repo = self._repo()
+        prefix = f"refs/heads/{FAILED}"
+        return [ref[len("refs/heads/") :] for ref in repo.references if ref.startswith(prefix)]
+
+    def run_commit(self, run_id: str, depth: int = 1000) -> str | None:
+        """The commit on the branch whose ``Maomao-Run`` trailer is ``run_id`` (newest ``depth`` commits)."""
+        repo = self._repo()
+        tip = self._local(repo, self._branch_name(repo))
+        if tip is None:
+            return None
+        for count, commit in enumerate(repo.walk(tip)):
+            if count >= depth:
+                break
+            if _trailer_value(commit.message, "Maomao-Run") == run_id:
+                return str(commit.id)
+        return None
+
+    def on_remote(self, commit: str) -> bool:
+        """Whether the remote-tracking branch (as last fetched or pushed) contains ``commit``."""
+        repo = self._repo()
+        remote = self._tracking(repo, self._branch_name(repo))
+        if remote is None:
+            return False
+        oid = pygit2.Oid(hex=commit)
+        return remote == oid or repo.descendant_of(remote, oid)

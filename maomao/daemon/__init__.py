@@ -7,7 +7,8 @@ Started in order, each with ``await nursery.start()`` (DESIGN section 4):
    before the nursery opens: a name in use stops the daemon with exit 1);
 3. the state cache: read, then follow with a watch;
 4. the outbox: records of runs finished while the store was away;
-5. the executor, then the scheduler;
+5. the executor (with the tools' data repositories and their pending
+   pushes), then the scheduler;
 6. the retention sweeper (old run records);
 7. the status task: ``STATUS=`` lines and the watchdog, which pings only
    while the scheduler loop makes progress.
@@ -29,6 +30,7 @@ import trio
 
 from maomao.config import Config, load_config
 from maomao.daemon.cache import StateCache
+from maomao.daemon.datarepos import DataRepos
 from maomao.daemon.executor import Executor
 from maomao.daemon.membership import Membership
 from maomao.daemon.notify import Notifier
@@ -65,7 +67,10 @@ class Daemon:
         )
         self.cache = StateCache(self.store, self.keys)
         self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox")
-        self.executor = Executor(self.store, self.keys, config, self.cache, self.runners, self.outbox)
+        self.repos = DataRepos(config, self.store, self.keys)
+        self.executor = Executor(
+            self.store, self.keys, config, self.cache, self.runners, self.outbox, repos=self.repos
+        )
         self.scheduler = Scheduler(self.store, self.keys, config, self.cache, self.membership, self.executor)
         self.retention = RetentionSweeper(self.store, self.keys, config, self.cache, self.membership)
 
@@ -113,6 +118,7 @@ class Daemon:
                 log.warning("reload: [store] and member changes take effect at the next restart")
             self.config = config
             self.executor.config = config
+            self.repos.config = config
             self.scheduler.config = config
             self.retention.config = config
             if config.daemon.labels != self.membership.labels:
@@ -131,6 +137,10 @@ class Daemon:
             await self.executor.drain(self.config.daemon.shutdown_grace)
             await self.membership.leave()
         nursery.cancel_scope.cancel()
+
+    def _outbox_holds(self, tool: str) -> bool:
+        prefix = self.keys.claims_of(tool)
+        return any(key.startswith(prefix) for key in self.outbox.held)
 
     async def _report(self, *, task_status: trio.TaskStatus[None]) -> None:
         """STATUS= every second; WATCHDOG=1 only while the scheduler makes progress.
@@ -163,6 +173,7 @@ class Daemon:
                 await nursery.start(self.cache.follow)
                 await nursery.start(self.outbox.flush_loop)
                 await nursery.start(self.executor.serve)
+                await nursery.start(self.repos.retry_loop, lambda: self.cache.tools, self._outbox_holds)
                 await nursery.start(self.scheduler.run)
                 await nursery.start(self.retention.run)
                 await nursery.start(self._report)

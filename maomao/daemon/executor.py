@@ -21,10 +21,12 @@ import trio
 
 from maomao.config import Config
 from maomao.daemon.cache import StateCache
+from maomao.daemon.datarepos import DataRepos, GitOutcome, RunFacts
 from maomao.daemon.recording import Outbox, PendingRecord
 from maomao.errors import StoreError, StoreUnavailable
+from maomao.gitdata import GitError
 from maomao.model import Claim, Run, Tool, utc_iso
-from maomao.runner import Runner, RunnerUnavailable, RunOutcome, RunSpec
+from maomao.runner import Confinement, Runner, RunnerUnavailable, RunOutcome, RunSpec
 from maomao.store import Compare, Put, Store
 from maomao.store.keys import Keys
 
@@ -67,6 +69,7 @@ class Executor:
         runners: dict[str, Runner],
         outbox: Outbox,
         now: Callable[[], datetime] | None = None,
+        repos: DataRepos | None = None,
     ) -> None:
         self.now = now or wall_clock
         self.store = store
@@ -75,6 +78,8 @@ class Executor:
         self.cache = cache
         self.runners = runners
         self.outbox = outbox
+        #: the tools' git data repositories (None: runs write into a plain directory)
+        self.repos = repos
         self.active: dict[str, Job] = {}
         self.finished = 0
         self._nursery: trio.Nursery | None = None
@@ -134,9 +139,12 @@ class Executor:
             self._idle.set()
 
     def _run_record(
-        self, job: Job, state: str, outcome: RunOutcome | None = None, detail: str = "", output_tail: str = ""
+        self, job: Job, state: str, outcome: RunOutcome | None = None, detail: str = "", output_tail: str = "",
+        git: GitOutcome | None = None,
     ) -> Run:
         now = utc_iso(datetime.now(UTC))
+        git = git or GitOutcome()
+        notes = [n for n in (detail or (outcome.detail if outcome else ""), git.detail) if n]
         return Run(
             id=job.run_id,
             tool=job.tool,
@@ -148,7 +156,11 @@ class Executor:
             finished=utc_iso(outcome.finished) if outcome else now,
             exit_code=outcome.exit_code if outcome else None,
             output_tail=outcome.output_tail if outcome else output_tail,
-            detail=detail or (outcome.detail if outcome else ""),
+            detail="; ".join(notes),
+            commit=git.commit,
+            push=git.push,
+            branch=git.branch,
+            image=outcome.image if outcome else None,
         )
 
     async def _mark_running(self, job: Job) -> bool:
@@ -199,25 +211,37 @@ class Executor:
                 job.scope.cancel()
 
         unavailable = ""
+        note = ""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(mark_running)
             try:
                 with job.scope:
+                    if self.repos is not None:
+                        note = await self.repos.prepare(tool)
                     outcome = await runner.run(spec)
-            except RunnerUnavailable as exc:
+            except (RunnerUnavailable, GitError) as exc:
                 unavailable = str(exc)
         if lost:
             return None
         if unavailable:
             return self._run_record(job, "failed", detail=unavailable)
-        if outcome is None or job.scope.cancelled_caught:
-            return self._cancelled(job, spec)
-        return self._run_record(job, outcome.state, outcome)
+        cancelled = outcome is None or job.scope.cancelled_caught
+        state = "cancelled" if cancelled or outcome is None else outcome.state
+        git = None
+        if self.repos is not None:
+            facts = RunFacts(tool.name, job.run_id, job.slot, job.claim.member, job.trigger, state)
+            with trio.CancelScope(shield=True):
+                git = await self.repos.finish(tool, facts, note)
+        if cancelled or outcome is None:
+            return self._cancelled(job, spec, git)
+        return self._run_record(job, outcome.state, outcome, git=git)
 
-    def _cancelled(self, job: Job, spec: RunSpec) -> Run:
+    def _cancelled(self, job: Job, spec: RunSpec, git: GitOutcome | None = None) -> Run:
         from maomao.runner import read_tail
 
-        return self._run_record(job, "cancelled", detail="stopped at shutdown", output_tail=read_tail(spec.log_path))
+        return self._run_record(
+            job, "cancelled", detail="stopped at shutdown", output_tail=read_tail(spec.log_path), git=git
+        )
 
     def _spec(self, tool: Tool, job: Job) -> RunSpec:
         importdir: Path = self.config.importdir
@@ -230,4 +254,5 @@ class Executor:
             log_path=importdir / ".maomao" / "logs" / tool.name / f"{job.run_id}.log",
             timeout=tool.timeout or self.config.daemon.run_timeout,
             kill_grace=self.config.daemon.kill_grace,
+            confinement=Confinement.of(tool, self.config.runner),
         )

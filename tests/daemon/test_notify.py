@@ -157,7 +157,7 @@ def test_tools_never_see_the_notify_socket(tmp_path: Path, make_daemons: MakeDae
     daemon = cluster.start("alpha", env={"WATCHDOG_USEC": "2000000"})
     # end to end through the CLI: register the tool, ask for a run now and wait for it
     added = cluster.ctl(
-        "tool", "add", "envtool", "Test Author", "example.org/test/env:1", "https://git.example.org/d.git",
+        "tool", "add", "envtool", "Test Author", "example.org/test/env:1", cluster.records.data_remote("envtool"),
         "https://git.example.org/c.git", "environment", "--runtime", "process", "--command", "sh -c 'env > env.txt'",
     )
     assert added.returncode == 0, added

@@ -97,10 +97,12 @@ def embedded_spec(root: Path, ttl: int = 4) -> StoreSpec:
 class Records:
     """Synchronous reads and writes of records under one prefix."""
 
-    def __init__(self, spec: StoreSpec) -> None:
+    def __init__(self, spec: StoreSpec, remotes: Path | None = None) -> None:
         self.spec = spec
         self.keys = Keys(spec.prefix)
         self.store = spec.open()
+        #: where add_tool makes each tool's bare data remote (None: an unreachable https URL)
+        self.remotes = remotes
 
     def close(self) -> None:
         run_inline(self.store.aclose())
@@ -122,10 +124,20 @@ class Records:
 
     # -- the records the daemon tests use
 
+    def data_remote(self, name: str) -> str:
+        """A bare git repository for ``name``'s data (made on first use)."""
+        if self.remotes is None:
+            return "https://git.example.org/data.git"
+        path = self.remotes / f"{name}.git"
+        if not path.exists():
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+        return str(path)
+
     def add_tool(self, name: str, command: str, **fields: object) -> Tool:
+        fields.setdefault("data_repo", self.data_remote(name))
         tool = Tool(
             name=name, author="Test Author", image="example.org/test/tool:1",
-            data_repo="https://git.example.org/data.git", code_repo="https://git.example.org/code.git",
+            code_repo="https://git.example.org/code.git",
             artefact="test data", command=command, runtime="process", **fields,  # type: ignore[arg-type]
         )
         self.put(self.keys.tool(name), tool)
@@ -338,7 +350,7 @@ class Daemons:
     def __init__(self, root: Path, store: StoreSpec) -> None:
         self.root = root
         self.store = store
-        self.records = Records(store)
+        self.records = Records(store, root / "remotes")
         # socket paths must fit in sun_path (108 bytes): not under pytest's long tmp_path
         self.sockets = Path(tempfile.mkdtemp(prefix="mao-nfy-", dir="/tmp"))
         self.daemons: dict[str, Daemon] = {}
