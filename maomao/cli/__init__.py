@@ -28,7 +28,7 @@ ctl = App(
     help="Control the collaboration: tools, datasets, members (talks to the store directly).",
 )
 ctl.command("maomao.cli.tool:app", name="tool", help="Register, list, schedule, run and remove tools.")
-ctl.command("maomao.cli.dataset:app", name="dataset", help="Register, list and remove datasets.")
+ctl.command("maomao.cli.dataset:app", name="dataset", help="Register, list, clone and remove datasets.")
 ctl.command("maomao.cli.member:app", name="member", help="List the live members.")
 app.command(ctl)
 app.command("maomao.cli.daemon:daemon", name="daemon", help="Run this machine's member of the collaboration.")

@@ -20,7 +20,7 @@ from maomao.errors import MaomaoError, NotFound, ValidationError
 from maomao.model import Claim, Run, parse_iso
 from maomao.registry import Registry
 
-COLUMNS = ("ID", "STATE", "TRIGGER", "SLOT", "MEMBER", "STARTED", "DURATION", "EXIT")
+COLUMNS = ("ID", "STATE", "TRIGGER", "SLOT", "MEMBER", "STARTED", "DURATION", "EXIT", "COMMIT")
 
 
 def from_claim(claim: Claim) -> Run:
@@ -88,6 +88,19 @@ def exit_cell(run: Run) -> str:
     return "-" if run.exit_code is None else str(run.exit_code)
 
 
+def commit_cell(run: Run) -> str:
+    """``1a2b3c4d pushed``, ``1a2b3c4d pending``, ``1a2b3c4d conflict``; ``-`` without a commit."""
+    if run.commit is None:
+        return "-"
+    return f"{run.commit[:8]} {run.push}" if run.push else run.commit[:8]
+
+
+def commit_line(run: Run) -> str:
+    """The commit, what became of it and the branch it is on, for the run report."""
+    where = f" on {run.branch}" if run.branch else ""
+    return f"{run.commit} ({run.push or 'local'}{where})"
+
+
 def emit_runs(runs: Sequence[Run], tool: str, as_json: bool) -> None:
     if as_json:
         emit_json(to_json(run) for run in runs)
@@ -97,7 +110,10 @@ def emit_runs(runs: Sequence[Run], tool: str, as_json: bool) -> None:
         return
     now = datetime.now(UTC)
     rows = [
-        [run.id, run.state, run.trigger, run.slot, run.member, run.started or "-", duration(run, now), exit_cell(run)]
+        [
+            run.id, run.state, run.trigger, run.slot, run.member, run.started or "-", duration(run, now),
+            exit_cell(run), commit_cell(run),
+        ]
         for run in runs
     ]
     emit_table(COLUMNS, rows)
@@ -119,6 +135,10 @@ def emit_report(run: Run) -> None:
         ("duration", duration(run)),
         ("exit", exit_cell(run)),
     ]
+    if run.image:
+        pairs.append(("image", run.image))
+    if run.commit:
+        pairs.append(("commit", commit_line(run)))
     if run.detail:
         pairs.append(("detail", " ".join(run.detail.split())))
     emit_details(pairs)

@@ -15,9 +15,9 @@ from cyclopts import App, Parameter, Token
 from maomao.cli import records
 from maomao.cli.context import Common, JsonFlag, with_registry, with_registry_on_trio
 from maomao.cli.output import warn
-from maomao.config import Config
+from maomao.config import Config, load_config
 from maomao.errors import UsageError
-from maomao.model import Limits, Run, Schedule, Tool, check_name, check_placement, parse_env_pairs, utc_iso
+from maomao.model import DATA_MOUNT, Limits, Run, Schedule, Tool, check_name, check_placement, parse_env_pairs, utc_iso
 from maomao.registry import Collection, Registry
 
 app = App(name="tool", help="Register, list, schedule, run and remove tools.")
@@ -49,6 +49,10 @@ def _details(tool: Tool) -> list[tuple[str, str]]:
         ("env", " ".join(f"{k}={shlex.quote(v)}" for k, v in tool.env.items()) or "-"),
         ("timeout", f"{tool.timeout:g}s" if tool.timeout else "(default)"),
         ("limits", limits or "(defaults)"),
+        ("network", tool.network or "(default)"),
+        ("read_only", "(default)" if tool.read_only is None else str(tool.read_only).lower()),
+        ("data_mount", tool.data_mount),
+        ("pinned", tool.digest or "no"),
         ("metrics", " ".join(tool.metrics) or "-"),
     ]
 
@@ -162,6 +166,19 @@ def add(
     memory: Annotated[str | None, Parameter(help="Memory limit of a run, e.g. 512m or 2g.")] = None,
     cpus: Annotated[float | None, Parameter(help="CPU limit of a run, e.g. 0.5.")] = None,
     pids: Annotated[int | None, Parameter(help="Process limit of a run.", converter=_whole_number)] = None,
+    network: Annotated[
+        Literal["bridge", "none", "host"] | None,
+        Parameter(help="The container's network (default: [runner] network, bridge)."),
+    ] = None,
+    read_only: Annotated[
+        bool | None, Parameter(help="Read-only root file system (the data mount and /tmp stay writable).")
+    ] = None,
+    data_mount: Annotated[
+        str, Parameter(help="Where the container sees its data repository.")
+    ] = DATA_MOUNT,
+    pin: Annotated[
+        bool, Parameter(help="Resolve the image's digest now and run only that digest until `tool pin`.")
+    ] = False,
     metric: Annotated[
         list[str] | None,
         Parameter(help="A series to watch for spikes, NAME=GLOB[:COLUMN]; repeat for more."),
@@ -203,8 +220,60 @@ def add(
         limits=Limits(memory=memory, cpus=cpus, pids=pids),
         metrics=tuple(metric or ()),
         runtime=runtime,
+        network=network,
+        read_only=read_only,
+        data_mount=data_mount,
     )
+    if pin:
+        if runtime != "container":
+            raise UsageError("--pin is for the container runtime (a process tool has no image to pin)")
+        from maomao.cli.pin import pinned
+
+        tool = pinned(tool, load_config(common.config))
     records.add(common, _tools, tool, replace)
+
+
+@app.command
+def pin(name: str, /, *, common: Common = Common()) -> None:
+    """Pin a tool to the digest its image has now (pull it if the engine lacks it).
+
+    A pinned tool runs only that digest: an image pushed again under the same
+    tag changes nothing until this is run again.
+
+    Parameters
+    ----------
+    name
+        The tool to pin.
+    """
+    from maomao.cli.pin import pin_tool
+
+    pin_tool(common, name)
+
+
+@app.command
+def logs(
+    name: str,
+    run_id: str | None = None,
+    /,
+    *,
+    follow: Annotated[bool, Parameter(help="Keep printing output as it comes, until the run ends.")] = False,
+    common: Common = Common(),
+) -> int:
+    """Print a run's output (the newest run's unless RUN_ID is given).
+
+    Parameters
+    ----------
+    name
+        The tool.
+    run_id
+        Which run (see `tool runs NAME`).
+    """
+    from maomao.cli.logs import show_logs
+
+    async def act(registry: Registry, config: Config) -> int:
+        return await show_logs(registry, config, name, run_id, follow)
+
+    return with_registry_on_trio(common, act)
 
 
 @app.command
@@ -328,6 +397,9 @@ def run(
     /,
     *,
     no_wait: Annotated[bool, Parameter(help="Print the run id once the request is written, and exit.")] = False,
+    wait: Annotated[
+        bool, Parameter(help="Wait for the run to end and report it (the default).", negative=())
+    ] = False,
     on: Annotated[
         str | None, Parameter(help="Only this member (or members with LABEL=VALUE) may take the run.")
     ] = None,
@@ -349,6 +421,8 @@ def run(
         The tool to run.
     """
     check_name(name, "tool name")
+    if wait and no_wait:
+        raise UsageError("--wait and --no-wait contradict each other")
     if here and (no_wait or on is not None):
         raise UsageError("--here runs the tool in this process: it takes neither --no-wait nor --on")
     placement = check_placement(on or "any")

@@ -52,10 +52,13 @@ TOOL_FIELDS = {
     "metrics",
     "runtime",
     "digest",
+    "network",
+    "read_only",
+    "data_mount",
     "schedule",
     "next_run",
 }
-DATASET_FIELDS = {"name", "url", "description"}
+DATASET_FIELDS = {"name", "url", "description", "clone"}
 TOOL = ["tool", "add", "tl-1", "Ada Lovelace", "ghcr.io/lab/tl:1.2", "https://git.example.org/d.git",
         "git@git.example.org:lab/tl.git", "web pages"]  # fmt: skip
 
@@ -155,6 +158,9 @@ def test_tool_add_get_remove(ctl: Ctl) -> None:
         "metrics": [],
         "runtime": "container",
         "digest": None,
+        "network": None,
+        "read_only": None,
+        "data_mount": "/usr/src/app/data",
         "schedule": None,
         "next_run": None,
     }
@@ -188,23 +194,28 @@ def test_dataset_add_get_remove(ctl: Ctl) -> None:
                entry="maomao").ok().stdout == "dataset ds_two added\n"  # fmt: skip
 
     rows = table(ctl("dataset", "get"))
-    assert rows[0] == ["NAME", "URL", "DESCRIPTION"]
-    assert rows[1] == ["ds.one", "https://git.example.org/one.git", "Crawled pages, 2024"]
-    assert rows[2] == ["ds_two", "ssh://git@git.example.org:2222/two.git"]
+    assert rows[0] == ["NAME", "URL", "CLONED", "PATH", "HEAD", "DESCRIPTION"]
+    assert rows[1] == ["ds.one", "https://git.example.org/one.git", "no", "-", "-", "Crawled pages, 2024"]
+    assert rows[2] == ["ds_two", "ssh://git@git.example.org:2222/two.git", "no", "-", "-"]
 
     listed = ctl("dataset", "get", "--json", entry="maomao").json()
     assert listed == [
-        {"name": "ds.one", "url": "https://git.example.org/one.git", "description": "Crawled pages, 2024"},
-        {"name": "ds_two", "url": "ssh://git@git.example.org:2222/two.git", "description": ""},
+        {"name": "ds.one", "url": "https://git.example.org/one.git", "description": "Crawled pages, 2024",
+         "clone": None},
+        {"name": "ds_two", "url": "ssh://git@git.example.org:2222/two.git", "description": "", "clone": None},
     ]
     assert all(set(d) == DATASET_FIELDS for d in listed)
     assert details(ctl("dataset", "get", "ds_two")) == {
         "name": "ds_two",
         "url": "ssh://git@git.example.org:2222/two.git",
         "description": "-",
+        "cloned": "no",
+        "path": "-",
+        "head": "-",
     }
     assert ctl("dataset", "get", "ds.one", "--json").json() == [listed[0]]
-    assert ctl.records("datasets")["ds.one"] == {"v": SCHEMA_VERSION, **listed[0]}
+    stored = {k: v for k, v in listed[0].items() if k != "clone"}  # where it is cloned is this machine's, not stored
+    assert ctl.records("datasets")["ds.one"] == {"v": SCHEMA_VERSION, **stored}
 
     assert ctl("dataset", "remove", "ds.one", entry="maomao").ok().stdout == "dataset ds.one removed\n"
     assert [d["name"] for d in ctl("dataset", "get", "--json").json()] == ["ds_two"]
@@ -234,7 +245,9 @@ def test_add_of_an_existing_name_needs_replace(ctl: Ctl) -> None:
     assert ctl("dataset", "add", "ds", "/srv/git/other", "--replace").ok().stdout == "dataset ds saved\n"
     tool = ctl("tool", "get", "tl-1", "--json").json()[0]
     assert (tool["image"], tool["data_repo"], tool["code_repo"], tool["artefact"]) == ("busybox", "/a", "/b", "other")
-    assert ctl("dataset", "get", "--json").json() == [{"name": "ds", "url": "/srv/git/other", "description": ""}]
+    assert ctl("dataset", "get", "--json").json() == [
+        {"name": "ds", "url": "/srv/git/other", "description": "", "clone": None}
+    ]
     # --replace of a name that does not exist creates it
     assert ctl("dataset", "add", "fresh", "/srv/git/f", "--replace").ok().stdout == "dataset fresh saved\n"
     assert set(ctl.records("datasets")) == {"ds", "fresh"}
@@ -368,7 +381,7 @@ def test_undecodable_arguments_are_refused(ctl: Ctl) -> None:
         assert "\\udce9" in line or "undecodable" in line, line
     assert ctl.contents() == before
     listing = ctl("dataset", "get").ok()
-    assert listing.stdout.splitlines()[1].split() == ["ok", "/srv/ok"]
+    assert listing.stdout.splitlines()[1].split() == ["ok", "/srv/ok", "no", "-", "-"]
 
 
 # -- entry points, help, version ------------------------------------------------------------
@@ -403,7 +416,7 @@ def test_version_and_python_m(tmp_path: Path) -> None:
     # python -m maomao is the maomao command, errors included
     run([PYTHON, "-m", "maomao", "ctl", "dataset", "add", "d", "/srv/d"], env=env, cwd=tmp_path).ok()
     assert run([PYTHON, "-m", "maomao", "ctl", "dataset", "get", "--json"], env=env, cwd=tmp_path).json() == [
-        {"name": "d", "url": "/srv/d", "description": ""}
+        {"name": "d", "url": "/srv/d", "description": "", "clone": None}
     ]
     run([PYTHON, "-m", "maomao", "ctl", "dataset", "remove", "nope"], env=env, cwd=tmp_path).error(2)
     run([PYTHON, "-m", "maomao", "bogus"], env=env, cwd=tmp_path).error(2)

@@ -96,7 +96,7 @@ def test_tool_runs_lists_finished_and_running_newest_first(setup: Setup) -> None
 
     setup.store(write)
     rows = table(ctl("tool", "runs", "tl-1").ok().stdout)
-    assert rows[0] == ["ID", "STATE", "TRIGGER", "SLOT", "MEMBER", "STARTED", "DURATION", "EXIT"]
+    assert rows[0] == ["ID", "STATE", "TRIGGER", "SLOT", "MEMBER", "STARTED", "DURATION", "EXIT", "COMMIT"]
     assert [r[0] for r in rows[1:]] == [
         "20261130T040000Z",
         "20261130T033000Z-ffeedd",
@@ -108,9 +108,9 @@ def test_tool_runs_lists_finished_and_running_newest_first(setup: Setup) -> None
         "20261130T040000Z", "running", "schedule", "20261130T040000Z", "lab-2", "2026-11-30T04:00:02Z"
     ]  # fmt: skip
     assert rows[1][6].endswith("+") and rows[1][7] == "-"
-    assert rows[2][1:3] == ["claimed", "request"] and rows[2][5:] == ["-", "-", "-"]
-    assert rows[3][1] == "timed_out" and rows[3][6:] == ["59s", "-"]
-    assert rows[4][1] == "failed" and rows[4][6:] == ["59s", "2"]
+    assert rows[2][1:3] == ["claimed", "request"] and rows[2][5:8] == ["-", "-", "-"]
+    assert rows[3][1] == "timed_out" and rows[3][6:] == ["59s", "-", "-"]
+    assert rows[4][1] == "failed" and rows[4][6:] == ["59s", "2", "-"]
     assert rows[5][1] == "succeeded" and rows[5][7] == "0"
 
     listed = ctl("tool", "runs", "tl-1", "--json", entry="maomao").json()
