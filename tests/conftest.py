@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.etcd import EtcdCluster
+from tests.support.podman import Podman
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,14 @@ def own_etcd() -> Iterator[EtcdCluster]:
 def prefix() -> str:
     """A key prefix no other test uses."""
     return f"/test-{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    """One Podman service (Docker Engine API) for the session, in storage of its own; removed at the end."""
+    service = Podman()
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
