@@ -38,7 +38,7 @@ from maomao.daemon.recording import Outbox
 from maomao.daemon.retention import RetentionSweeper
 from maomao.daemon.scheduler import Scheduler
 from maomao.errors import StoreError, StoreUnavailable
-from maomao.runner import Runner
+from maomao.runner import Runner, RunnerUnavailable
 from maomao.runner.process import ProcessRunner
 from maomao.store import Store, open_store
 from maomao.store.keys import Keys
@@ -46,9 +46,19 @@ from maomao.store.keys import Keys
 log = logging.getLogger("maomao.daemon")
 
 
-def available_runners() -> dict[str, Runner]:
-    """The runtimes this member can run."""
-    return {"process": ProcessRunner()}
+def available_runners(config: Config) -> dict[str, Runner]:
+    """The runtimes this member can run: host processes, and containers when an engine is configured or found."""
+    from maomao.runner.container import ContainerRunner, engine_url
+
+    runners: dict[str, Runner] = {"process": ProcessRunner()}
+    try:
+        url = engine_url(config.runner)
+    except RunnerUnavailable as exc:
+        log.warning("container runtime not available: %s", exc)
+    else:
+        log.info("container runtime: engine at %s", url)
+        runners["container"] = ContainerRunner(config.runner)
+    return runners
 
 
 class Daemon:
@@ -60,7 +70,7 @@ class Daemon:
         self.notifier = notifier
         self.store: Store = open_store(config.store)
         self.keys = Keys(config.store.prefix)
-        self.runners = available_runners()
+        self.runners = available_runners(config)
         self.membership = Membership(
             self.store, self.keys, config.member, config.store.ttl, tuple(sorted(self.runners)),
             config.daemon.labels,
@@ -84,6 +94,21 @@ class Daemon:
             f"{self.executor.finished} finished; {store} ({self.store.location})"
             + (f"; {outbox} records in the outbox" if outbox else "")
         )
+
+    async def _remove_orphans(self) -> None:
+        """Containers a previous life of this member left running (it was killed) are removed."""
+        from maomao.runner.container import ContainerRunner
+
+        runner = self.runners.get("container")
+        if not isinstance(runner, ContainerRunner):
+            return
+        try:
+            removed = await runner.remove_orphans(self.config.member)
+        except RunnerUnavailable as exc:
+            log.warning("could not look for containers left by a previous run of this member: %s", exc)
+            return
+        if removed:
+            log.warning("removed %d container(s) left by a previous run of this member", removed)
 
     async def _register(self) -> None:
         """Register, waiting for the store to answer (systemd's start timeout bounds it)."""
@@ -166,6 +191,7 @@ class Daemon:
 
     async def serve(self) -> None:
         await self._register()
+        await self._remove_orphans()
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._signals, nursery)

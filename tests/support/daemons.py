@@ -398,15 +398,17 @@ class Daemons:
             daemon.wait_ready(timeout)
         return started
 
-    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run ``maoctl ARGS --config FILE`` on the daemons' store, from a home of its own."""
+    def ctl(
+        self, *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``maoctl ARGS --config FILE`` on the daemons' store, from a home of its own (plus ``env``)."""
         home = self.root / "ctl"
         config = home / "config.ini"
         if not config.exists():
             home.mkdir(parents=True, exist_ok=True)
             config.write_text(self.store.section())
         return subprocess.run(
-            [str(MAOCTL), *args, "--config", str(config)], env=daemon_env(home), cwd=home,
+            [str(MAOCTL), *args, "--config", str(config)], env=daemon_env(home, env), cwd=home,
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
         )
 
