@@ -55,6 +55,14 @@ class Job:
     #: a slot claimed ahead of its time starts at its time
     not_before: datetime | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: seconds each phase took (git, run, commit, record), for the log line a run ends with
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, phase: str, since: float) -> float:
+        """Note that ``phase`` ran from ``since`` until now; return now (trio's clock)."""
+        now = trio.current_time()
+        self.phases[phase] = now - since
+        return now
 
 
 class Executor:
@@ -120,8 +128,10 @@ class Executor:
         try:
             if job.not_before is not None:
                 await trio.sleep(max(0.0, (job.not_before - self.now()).total_seconds()))
+            began = trio.current_time()
             run = await self._run(job)
             if run is not None:
+                recording = trio.current_time()
                 pending = PendingRecord(
                     run, self.keys.run(job.tool, job.run_id), self.keys.claim(job.tool, job.run_id), job.fence,
                     job.request_key,
@@ -130,7 +140,12 @@ class Executor:
                     outcome = await self.outbox.record(pending)
                 if outcome == "recorded":
                     self.cache.note_recorded(pending.run_key)
-                log.info("run %s of %s: %s (%s)", job.run_id, job.tool, run.state, outcome)
+                job.timed("record", recording)
+                total = (trio.current_time() - began) * 1000
+                phases = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in job.phases.items())
+                log.info(
+                    "run %s of %s: %s (%s) in %.0f ms (%s)", job.run_id, job.tool, run.state, outcome, total, phases
+                )
         except Exception:
             log.exception("bug: run %s of %s failed inside the executor", job.run_id, job.tool)
         finally:
@@ -216,9 +231,12 @@ class Executor:
             nursery.start_soon(mark_running)
             try:
                 with job.scope:
+                    since = trio.current_time()
                     if self.repos is not None:
                         note = await self.repos.prepare(tool)
+                        since = job.timed("git", since)
                     outcome = await runner.run(spec)
+                    job.timed("run", since)
             except (RunnerUnavailable, GitError) as exc:
                 unavailable = str(exc)
         if lost:
@@ -230,8 +248,10 @@ class Executor:
         git = None
         if self.repos is not None:
             facts = RunFacts(tool.name, job.run_id, job.slot, job.claim.member, job.trigger, state)
+            since = trio.current_time()
             with trio.CancelScope(shield=True):
                 git = await self.repos.finish(tool, facts, note)
+            job.timed("commit", since)
         if cancelled or outcome is None:
             return self._cancelled(job, spec, git)
         return self._run_record(job, outcome.state, outcome, git=git)
