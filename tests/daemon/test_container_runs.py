@@ -189,3 +189,15 @@ def test_logs_follow_prints_output_as_it_comes_until_the_run_ends(site: Site) ->
     run = wait_for("the run record", lambda: next(
         (r for r in site.cluster.records.runs("chatty") if r.id == run_id), None), timeout=30)
     assert run.state == "succeeded"
+
+
+@pytest.mark.timeout(60)
+def test_pinning_without_an_engine_exits_1_and_writes_nothing(site: Site) -> None:
+    nowhere = {"DOCKER_HOST": "unix:///nonexistent/maomao/engine.sock"}
+    remote = site.cluster.records.data_remote("unpinned")
+    added = site.cluster.ctl("tool", "add", "unpinned", "Test Author", TOOL_IMAGE, remote,
+                             "https://git.example.org/code.git", "test data", "--pin", env=nowhere)  # fmt: skip
+    assert added.returncode == 1, added
+    assert added.stderr.startswith("error: ") and added.stderr.count("\n") == 1, added.stderr
+    assert "/nonexistent/maomao/engine.sock" in added.stderr
+    assert site.cluster.ctl("tool", "get", "unpinned").returncode == 2  # not registered

@@ -270,6 +270,16 @@ ERRORS = [
     ("[store]\nttl\n", ["line 2", "'ttl'", "key = value"]),
     ("ttl = 5\n", ["line 1", "before any [section]"]),
     ("[store]\nttl = 5\nttl = 6\n", ["ttl", "already exists"]),
+    ("[runner]\nnetwork = wifi\n", ["[runner] network", "bridge, none, host"]),
+    ("[runner]\nmemory = lots\n", ["[runner] memory", "512m"]),
+    ("[runner]\ncpus = 0\n", ["[runner] cpus", "above 0"]),
+    ("[runner]\npids = 0\n", ["[runner] pids", "whole number"]),
+    ("[runner]\ndocker_host = /var/run/docker.sock\n", ["[runner] docker_host", "unix://"]),
+    ("[runner]\nread_only = maybe\n", ["[runner] read_only", "true or false"]),
+    ("[git]\npush = maybe\n", ["[git] push", "true or false"]),
+    ("[git]\nssh_key = nokey\n", ["[git] ssh_key", "not a readable file"]),
+    ("[git]\ntimeout = 0\n", ["[git] timeout", "seconds"]),
+    ("[git]\nauthor_name =\n", ["[git] author_name", "empty"]),
 ]
 
 
@@ -285,6 +295,30 @@ def test_wrong_values_fail_at_load(place: Path, text: str, words: list[str]) -> 
     message = error_of(place, text.format(here=place))
     for word in words:
         assert word in message, message
+
+
+def test_runner_and_git_sections(place: Path) -> None:
+    defaults = load_text(place, "[maomao]\nmember = lab-2\n")
+    assert defaults.runner == config_module.RunnerConfig(
+        docker_host=None, memory=None, cpus=None, pids=1024, network="bridge", read_only=False, pull_timeout=600.0
+    )
+    assert defaults.git.author_name == "maomao" and defaults.git.author_email == "maomao@lab-2"
+    assert defaults.git.push and defaults.git.token is None and defaults.git.ssh_key is None
+    write(place / "keys" / "deploy", "key")
+    config = load_text(
+        place,
+        "[runner]\ndocker_host = unix:///run/podman/podman.sock\nmemory = 512m\ncpus = 1.5\npids = 64\n"
+        "network = none\nread_only = yes\npull_timeout = 30\n"
+        "[git]\nauthor_name = Lab Bot\nauthor_email = bot@lab.example\npush = off\nssh_key = keys/deploy\n"
+        "timeout = 15\npush_retry = 5\n",
+        {"MAOMAO_GIT_TOKEN": "s3cret"},
+    )
+    assert config.runner == config_module.RunnerConfig(
+        "unix:///run/podman/podman.sock", "512m", 1.5, 64, "none", True, 30.0
+    )
+    assert config.git == config_module.GitConfig(
+        "Lab Bot", "bot@lab.example", False, "s3cret", "x-access-token", place / "keys" / "deploy", 15.0, 5.0
+    )
 
 
 def test_wrong_environment_values_name_the_variable(place: Path) -> None:

@@ -412,3 +412,48 @@ def test_round_trip_property(name: str, author: str, artefact: str, env: dict[st
     env = {k: v for k, v in env.items() if not any(0xD800 <= ord(c) <= 0xDFFF for c in v)}
     original = tool(name=name, author=author, artefact=artefact, env=env, timeout=timeout)
     assert Tool.from_value(original.to_value()) == original
+
+
+# -- container confinement fields (issue 4) ---------------------------------------------------
+
+
+def test_network_read_only_and_data_mount() -> None:
+    plain = tool()
+    assert (plain.network, plain.read_only, plain.data_mount) == (None, None, "/usr/src/app/data")
+    confined = tool(network="none", read_only=True, data_mount="/data/out")
+    assert Tool.from_value(confined.to_value()) == confined
+    # a record written before these fields existed reads with their defaults
+    old = {k: v for k, v in plain.to_dict().items() if k not in ("network", "read_only", "data_mount")}
+    assert Tool.from_dict(old) == plain
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"network": "wifi"}, ["network", "bridge, none, host"]),
+        ({"read_only": "yes"}, ["read_only", "true or false"]),
+        ({"data_mount": "data"}, ["data mount", "absolute"]),
+        ({"data_mount": "/"}, ["data mount"]),
+        ({"data_mount": "/usr/src/../../etc"}, ["data mount"]),
+        ({"data_mount": "/proc"}, ["data mount"]),
+        ({"data_mount": "/data//x"}, ["data mount"]),
+        ({"data_mount": "/data/$HOME"}, ["data mount"]),
+    ],
+)
+def test_bad_confinement_fields(changes: dict[str, object], words: list[str]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        tool(**changes)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_run_records_carry_their_commit() -> None:
+    from maomao.model import Run
+
+    run = Run(
+        id="r1", tool="t", slot="r1", trigger="request", member="m", state="failed", commit="ab" * 20,
+        push="pending", branch="maomao/failed/r1", image="localhost/x@sha256:" + "c" * 64,
+    )
+    assert Run.from_value(run.to_value()) == run
+    assert Run.from_dict({k: v for k, v in run.to_dict().items() if k not in ("commit", "push", "branch", "image")}) \
+        == Run(id="r1", tool="t", slot="r1", trigger="request", member="m", state="failed")
