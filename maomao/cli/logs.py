@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import BinaryIO
 
 import trio
@@ -23,15 +22,11 @@ from maomao.config import Config
 from maomao.errors import NotFound
 from maomao.model import Run, check_name
 from maomao.registry import Registry
+from maomao.runner import log_path
 
 #: how often --follow looks for more output and for the end of the run
 POLL = 0.25
 ACTIVE = ("claimed", "running")
-
-
-def log_path(config: Config, tool: str, run_id: str) -> Path:
-    """Where a member keeps a run's log (the runners write it there)."""
-    return config.importdir / ".maomao" / "logs" / tool / f"{run_id}.log"
 
 
 async def find_run(registry: Registry, tool: str, run_id: str | None) -> Run:
@@ -72,7 +67,7 @@ async def show_logs(registry: Registry, config: Config, tool: str, run_id: str |
     if run_id is not None:
         check_name(run_id, "run id")
     run = await find_run(registry, tool, run_id)
-    path = log_path(config, tool, run.id)
+    path = log_path(config.importdir, tool, run.id)
     out = sys.stdout.buffer
     if not path.exists() and run.state in ACTIVE and follow and run.member == config.member:
         # claimed here but not started: the file comes when it starts

@@ -43,7 +43,7 @@ import trio
 from maomao.cli.output import warn
 from maomao.cli.runs import emit_report, outcome_line
 from maomao.config import Config
-from maomao.errors import Compacted, MaomaoError, UsageError
+from maomao.errors import Compacted, MaomaoError
 from maomao.model import Claim, Member, Run, RunRequest, Tool, utc_iso
 from maomao.registry import Registry
 from maomao.schedule import slot_id
@@ -270,15 +270,21 @@ async def request_run(
 
 
 async def run_here(registry: Registry, config: Config, tool_name: str) -> int:
-    """Run the tool in this process (``process`` runtime only) and record the run."""
-    from maomao.runner import RunOutcome, RunSpec, read_tail
-    from maomao.runner.process import ProcessRunner
+    """Run the tool in this process, its data repository and all, and record the run."""
+    from maomao.daemon.datarepos import DataRepos, GitOutcome, RunFacts
+    from maomao.gitdata import GitError
+    from maomao.runner import Confinement, Runner, RunnerUnavailable, RunOutcome, RunSpec, log_path, read_tail
 
     tool = await registry.tools.get(tool_name)
-    if tool.runtime != "process":
-        raise UsageError(
-            f"the container runtime is not available yet: run tool {tool.name} through a member (without --here)"
-        )
+    runner: Runner
+    if tool.runtime == "container":
+        from maomao.runner.container import ContainerRunner
+
+        runner = ContainerRunner(config.runner)
+    else:
+        from maomao.runner.process import ProcessRunner
+
+        runner = ProcessRunner()
     now = datetime.now(UTC)
     run_id = new_run_id(now)
     spec = RunSpec(
@@ -287,14 +293,31 @@ async def run_here(registry: Registry, config: Config, tool_name: str) -> int:
         slot=run_id,
         member=config.member,
         workdir=config.importdir / tool.name,
-        log_path=config.importdir / ".maomao" / "logs" / tool.name / f"{run_id}.log",
+        log_path=log_path(config.importdir, tool.name, run_id),
         timeout=tool.timeout or config.daemon.run_timeout,
         kill_grace=config.daemon.kill_grace,
+        confinement=Confinement.of(tool, config.runner),
     )
+    repos = DataRepos(config)
     say(f"running {run_id} of tool {tool.name} here, as {config.member}")
-    result, interrupted = await until_interrupted(lambda: ProcessRunner().run(spec))
-    # interrupted: the runner stopped the process before it returned an outcome
-    outcome = result or RunOutcome("cancelled", None, now, datetime.now(UTC), read_tail(spec.log_path), "interrupted")
+
+    async def work() -> tuple[RunOutcome, str]:
+        try:
+            note = await repos.prepare(tool)
+            return await runner.run(spec), note
+        except (GitError, RunnerUnavailable) as exc:
+            return RunOutcome("failed", None, now, datetime.now(UTC), read_tail(spec.log_path), str(exc)), "skip"
+
+    result, interrupted = await until_interrupted(work)
+    # interrupted: the runner stopped the tool before it returned an outcome
+    outcome, note = result or (
+        RunOutcome("cancelled", None, now, datetime.now(UTC), read_tail(spec.log_path), "interrupted"), ""
+    )
+    git = GitOutcome()
+    if note != "skip":  # the tool ran (or was stopped): commit what it wrote
+        with trio.CancelScope(shield=True):
+            facts = RunFacts(tool.name, run_id, run_id, config.member, "request", outcome.state)
+            git = await repos.finish(tool, facts, note)
     run = Run(
         id=run_id,
         tool=tool.name,
@@ -306,7 +329,11 @@ async def run_here(registry: Registry, config: Config, tool_name: str) -> int:
         finished=utc_iso(outcome.finished),
         exit_code=outcome.exit_code,
         output_tail=outcome.output_tail,
-        detail=outcome.detail,
+        detail="; ".join(d for d in (outcome.detail, git.detail) if d),
+        commit=git.commit,
+        push=git.push,
+        branch=git.branch,
+        image=outcome.image,
     )
     say(outcome_line(run))
     emit_report(run)

@@ -26,7 +26,7 @@ from maomao.daemon.recording import Outbox, PendingRecord
 from maomao.errors import StoreError, StoreUnavailable
 from maomao.gitdata import GitError
 from maomao.model import Claim, Run, Tool, utc_iso
-from maomao.runner import Confinement, Runner, RunnerUnavailable, RunOutcome, RunSpec
+from maomao.runner import Confinement, Runner, RunnerUnavailable, RunOutcome, RunSpec, log_path
 from maomao.store import Compare, Put, Store
 from maomao.store.keys import Keys
 
@@ -271,7 +271,7 @@ class Executor:
             slot=job.slot,
             member=job.claim.member,
             workdir=importdir / tool.name,
-            log_path=importdir / ".maomao" / "logs" / tool.name / f"{job.run_id}.log",
+            log_path=log_path(importdir, tool.name, job.run_id),
             timeout=tool.timeout or self.config.daemon.run_timeout,
             kill_grace=self.config.daemon.kill_grace,
             confinement=Confinement.of(tool, self.config.runner),

@@ -126,6 +126,11 @@ class Runner(Protocol):
     async def run(self, spec: RunSpec) -> RunOutcome: ...
 
 
+def log_path(importdir: Path, tool: str, run_id: str) -> Path:
+    """Where a run's stdout and stderr are kept on the member that ran it."""
+    return importdir / ".maomao" / "logs" / tool / f"{run_id}.log"
+
+
 def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
     """The last ``limit`` bytes of a log file, decoded leniently."""
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -329,7 +330,10 @@ def test_run_goes_back_to_waiting_when_its_member_dies(setup: Setup, live: int) 
 
 def test_run_here(setup: Setup) -> None:
     ctl = setup.ctl
-    ctl(*PROCESS_TOOL).ok()
+    remote = ctl.config.parent / "echo-data.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    ctl("tool", "add", "echo", "Ada", "busybox", str(remote), "/srv/git/c", "pages", "--runtime", "process",
+        "--command", 'sh -c "echo hello; echo collected > out.txt; exit 3"').ok()  # fmt: skip
     result = ctl("tool", "run", "echo", "--here")
     assert result.returncode == 1 and result.stderr == "", str(result)
     lines = result.stdout.splitlines()
@@ -337,9 +341,11 @@ def test_run_here(setup: Setup) -> None:
     assert match, lines
     run_id = match[1]
     assert lines[1] == "failed (exit 3)"
-    report = details("\n".join(lines[2:7]))
+    report = details("\n".join(lines[2:8]))
     assert report["run"] == run_id and report["member"] == "ctl-host" and report["exit"] == "3"
-    assert lines[7:] == ["output:", "hello"]
+    # a failed run's output is committed to its own branch and pushed there
+    assert report["commit"].endswith(f"(pushed on maomao/failed/{run_id})"), report
+    assert lines[8:] == ["output:", "hello"]
 
     stored = keys_under(setup, "runs")
     assert set(stored) == {f"echo/{run_id}"}
@@ -347,16 +353,27 @@ def test_run_here(setup: Setup) -> None:
     assert (run.id, run.slot, run.tool, run.trigger, run.member) == (run_id, run_id, "echo", "request", "ctl-host")
     assert (run.state, run.exit_code, run.output_tail) == ("failed", 3, "hello\n")
     assert run.started and run.finished and run.started <= run.finished
+    assert run.branch == f"maomao/failed/{run_id}" and run.commit and report["commit"].startswith(run.commit)
+    shown = subprocess.run(["git", "-C", str(remote), "show", f"{run.branch}:out.txt"], capture_output=True, text=True)
+    assert shown.stdout == "collected\n"
     importdir = ctl.config.parent / "import"
     assert (importdir / ".maomao" / "logs" / "echo" / f"{run_id}.log").read_text() == "hello\n"
-    assert (importdir / "echo").is_dir()
+    assert (importdir / "echo" / ".git").is_dir()
     assert keys_under(setup, "requests") == {}
 
-    # a container tool cannot run here yet
-    ctl(*TOOL).ok()
-    before = ctl.contents()
-    assert "container runtime is not available yet" in ctl("tool", "run", "tl-1", "--here").error(2)
-    assert ctl.contents() == before
+
+def test_run_here_with_no_container_engine_fails_and_records_why(setup: Setup) -> None:
+    ctl = setup.ctl
+    remote = ctl.config.parent / "tl-data.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    ctl("tool", "add", "tl-1", "Ada", "busybox", str(remote), "/srv/git/c", "pages").ok()
+    ctl.extra_env["DOCKER_HOST"] = "unix:///nonexistent/maomao/engine.sock"
+    result = ctl("tool", "run", "tl-1", "--here")
+    assert result.returncode == 1, str(result)
+    assert "/nonexistent/maomao/engine.sock" in result.stdout
+    (run,) = [Run.from_value(json.dumps(v).encode()) for v in keys_under(setup, "runs").values()]
+    assert run.state == "failed" and run.exit_code is None and "engine.sock" in run.detail
+    assert run.commit is None  # nothing ran, nothing committed
 
 
 BAD_RUNS = [
