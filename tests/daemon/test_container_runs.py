@@ -21,6 +21,7 @@ import pytest
 
 from maomao.model import Run
 from tests.support.daemons import Daemon, Daemons, StoreSpec, embedded_spec, wait_for
+from tests.support.git import git
 from tests.support.podman import Podman
 
 pytestmark = pytest.mark.integration
@@ -29,10 +30,6 @@ MakeDaemons = Callable[[StoreSpec], Daemons]
 EXAMPLE = Path(__file__).parents[2] / "examples" / "memory-collector"
 TOOL_IMAGE = "localhost/maomao-test/tool:1"  # WORKDIR /usr/src/app: ./data is the data repository
 COLLECTOR_IMAGE = "localhost/maomao-test/memory-collector:1"
-
-
-def git(*args: str | Path) -> str:
-    return subprocess.run(["git", *map(str, args)], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ waited for the remote to come back.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,26 +20,14 @@ import pytest
 from maomao.model import Run
 from tests.support.daemons import Daemons, StoreSpec, embedded_spec, etcd_spec, wait_for
 from tests.support.etcd import EtcdCluster
+from tests.support.git import git
 
 pytestmark = pytest.mark.integration
 
 MakeDaemons = Callable[[StoreSpec], Daemons]
 
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "Someone Else",
-    "GIT_AUTHOR_EMAIL": "else@example.org",
-    "GIT_COMMITTER_NAME": "Someone Else",
-    "GIT_COMMITTER_EMAIL": "else@example.org",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 FAST_RETRY = {"MAOMAO_GIT_PUSH_RETRY": "1", "MAOMAO_GIT_TIMEOUT": "5"}
 
-
-def git(*args: str | Path, check: bool = True) -> str:
-    out = subprocess.run(["git", *map(str, args)], env=GIT_ENV, capture_output=True, text=True, check=check)
-    return out.stdout
 
 
 def message(remote: str, ref: str) -> str:

@@ -19,25 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import MAOCTL, Ctl, Result, embedded_contents, embedded_put
+from tests.support.git import git
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "Seeder",
-    "GIT_AUTHOR_EMAIL": "seed@example.org",
-    "GIT_COMMITTER_NAME": "Seeder",
-    "GIT_COMMITTER_EMAIL": "seed@example.org",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 CLONED = re.compile(r"cloned (\S+) into (\S+) \((\d+) commits?, HEAD ([0-9a-f]{7})\)")
 UPDATED = re.compile(r"updated (\S+) at (\S+): (\d+) new commits? \(HEAD ([0-9a-f]{7})\)")
 
-
-def git(*args: str | Path) -> str:
-    out = subprocess.run(["git", *map(str, args)], env=GIT_ENV, capture_output=True, text=True, check=True)
-    return out.stdout
 
 
 class Remote:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,23 +11,11 @@ import pytest
 
 from maomao.errors import MaomaoError, ValidationError
 from maomao.gitdata import DataRepo, GitError, PushResult, RemoteUnavailable
+from tests.support.git import git
 
 pytestmark = [pytest.mark.integration]
 
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "Seeder",
-    "GIT_AUTHOR_EMAIL": "seed@example.org",
-    "GIT_COMMITTER_NAME": "Seeder",
-    "GIT_COMMITTER_EMAIL": "seed@example.org",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 
-
-def git(*args: str | Path) -> str:
-    out = subprocess.run(["git", *map(str, args)], env=GIT_ENV, capture_output=True, text=True, check=True)
-    return out.stdout
 
 
 def make_remote(tmp: Path, files: dict[str, str] | None = None) -> Path:
