@@ -456,6 +456,11 @@ def load_config(
         backend = "etcd" if ("store", "endpoints") in raw else "embedded"
     state = state_dir()
     member = values["maomao", "member"] or default_member()
+
+    def fields_of(name: str) -> dict[str, Any]:
+        """A section's parsed values by key (the record's fields are named as the keys)."""
+        return {key: values[name, key] for key in SCHEMA[name]}
+
     return Config(
         source=source,
         importdir=path(values["maomao", "importdir"], state / "data"),
@@ -471,34 +476,13 @@ def load_config(
             ttl=values["store", "ttl"],
             timeout=values["store", "timeout"],
         ),
-        daemon=DaemonConfig(
-            labels=values["daemon", "labels"],
-            max_parallel=values["daemon", "max_parallel"],
-            claim_grace=values["daemon", "claim_grace"],
-            shutdown_grace=values["daemon", "shutdown_grace"],
-            run_timeout=values["daemon", "run_timeout"],
-            kill_grace=values["daemon", "kill_grace"],
-            keep_runs=values["daemon", "keep_runs"],
-            max_run_age=values["daemon", "max_run_age"],
-            state_dir=path(values["daemon", "state_dir"], state),
-        ),
-        runner=RunnerConfig(
-            docker_host=values["runner", "docker_host"],
-            memory=values["runner", "memory"],
-            cpus=values["runner", "cpus"],
-            pids=values["runner", "pids"],
-            network=values["runner", "network"],
-            read_only=values["runner", "read_only"],
-            pull_timeout=values["runner", "pull_timeout"],
-        ),
+        daemon=DaemonConfig(**{**fields_of("daemon"), "state_dir": path(values["daemon", "state_dir"], state)}),
+        runner=RunnerConfig(**fields_of("runner")),
         git=GitConfig(
-            author_name=values["git", "author_name"],
-            author_email=values["git", "author_email"] or f"maomao@{member}",
-            push=values["git", "push"],
-            token=values["git", "token"],
-            token_user=values["git", "token_user"],
-            ssh_key=Path(values["git", "ssh_key"]) if values["git", "ssh_key"] else None,
-            timeout=values["git", "timeout"],
-            push_retry=values["git", "push_retry"],
+            **{
+                **fields_of("git"),
+                "author_email": values["git", "author_email"] or f"maomao@{member}",
+                "ssh_key": Path(values["git", "ssh_key"]) if values["git", "ssh_key"] else None,
+            }
         ),
     )
