@@ -1,8 +1,10 @@
 """Runs write into their git data repository: real daemons, real bare remotes.
 
-The tools here use the ``process`` runtime so that the git side is tested
-on its own; ``tests/integration/test_container_runs.py`` does the same
-through Podman.  What is checked is what a collaborator sees on the remote:
+Each test runs twice: with the ``process`` runtime, and with the
+``container`` runtime on the session's Podman (an image whose working
+directory is its data mount, so the same shell commands write into the
+data repository either way).  What is checked is what a collaborator sees
+on the remote:
 the commit with its trailers, failed runs on their own branch, both members'
 commits after simultaneous pushes, the conflicts branch, and a push that
 waited for the remote to come back.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,13 +24,39 @@ from maomao.model import Run
 from tests.support.daemons import Daemons, StoreSpec, embedded_spec, etcd_spec, wait_for
 from tests.support.etcd import EtcdCluster
 from tests.support.git import git
+from tests.support.podman import Podman
 
 pytestmark = pytest.mark.integration
 
 MakeDaemons = Callable[[StoreSpec], Daemons]
 
 FAST_RETRY = {"MAOMAO_GIT_PUSH_RETRY": "1", "MAOMAO_GIT_TIMEOUT": "5"}
+IN_DATA_IMAGE = "localhost/maomao-test/in-data:1"  # WORKDIR is the data mount
 
+
+@dataclass
+class Runtime:
+    """How the tools of a test run: the runtime, what the daemons need for it, the image."""
+
+    name: str
+    env: dict[str, str]
+    image: str = "example.org/test/tool:1"
+
+    def add_tool(self, cluster: Daemons, name: str, command: str, **fields: object) -> None:
+        cluster.records.add_tool(name, command, runtime=self.name, image=self.image, **fields)
+
+
+@pytest.fixture(scope="module")
+def in_data_image(podman: Podman) -> str:
+    podman.build_image(IN_DATA_IMAGE, workdir="/usr/src/app/data")
+    return podman.url
+
+
+@pytest.fixture(params=["process", "container"])
+def runtime(request: pytest.FixtureRequest) -> Runtime:
+    if request.param == "process":
+        return Runtime("process", {})
+    return Runtime("container", {"DOCKER_HOST": request.getfixturevalue("in_data_image")}, IN_DATA_IMAGE)
 
 
 def message(remote: str, ref: str) -> str:
@@ -48,11 +77,11 @@ def run_now(cluster: Daemons, tool: str, timeout: float = 30) -> Run:
 
 
 @pytest.mark.timeout(90)
-def test_a_run_commits_and_pushes_with_trailers(tmp_path: Path, make_daemons: MakeDaemons) -> None:
+def test_a_run_commits_and_pushes_with_trailers(tmp_path: Path, make_daemons: MakeDaemons, runtime: Runtime) -> None:
     cluster = make_daemons(embedded_spec(tmp_path))
-    daemon = cluster.start("alpha")
+    daemon = cluster.start("alpha", env=runtime.env)
     remote = cluster.records.data_remote("counter")
-    cluster.records.add_tool("counter", "sh -c 'echo 41 > control-1.csv; echo collected'")
+    runtime.add_tool(cluster, "counter", "sh -c 'echo 41 > control-1.csv; echo collected'")
     run = run_now(cluster, "counter")
     assert run.state == "succeeded", run
     assert run.push == "pushed" and run.branch is None, run
@@ -70,15 +99,15 @@ def test_a_run_commits_and_pushes_with_trailers(tmp_path: Path, make_daemons: Ma
 
 
 @pytest.mark.timeout(90)
-def test_a_failed_run_goes_to_its_own_branch(tmp_path: Path, make_daemons: MakeDaemons) -> None:
+def test_a_failed_run_goes_to_its_own_branch(tmp_path: Path, make_daemons: MakeDaemons, runtime: Runtime) -> None:
     cluster = make_daemons(embedded_spec(tmp_path))
-    daemon = cluster.start("alpha")
+    daemon = cluster.start("alpha", env=runtime.env)
     remote = cluster.records.data_remote("flaky")
-    cluster.records.add_tool("flaky", "sh -c 'echo good > kept.txt'")
+    runtime.add_tool(cluster, "flaky", "sh -c 'echo good > kept.txt'")
     good = run_now(cluster, "flaky")
     main_before = git("-C", remote, "rev-parse", "main").strip()
     assert good.commit == main_before
-    cluster.records.add_tool("flaky", "sh -c 'echo half > partial.csv; echo broken >&2; exit 1'")
+    runtime.add_tool(cluster, "flaky", "sh -c 'echo half > partial.csv; echo broken >&2; exit 1'")
     bad = run_now(cluster, "flaky")
     assert bad.state == "failed" and bad.exit_code == 1, bad
     assert bad.branch == f"maomao/failed/{bad.id}" and bad.push == "pushed", bad
@@ -87,7 +116,7 @@ def test_a_failed_run_goes_to_its_own_branch(tmp_path: Path, make_daemons: MakeD
     assert bad.commit == git("-C", remote, "rev-parse", bad.branch).strip()
     assert "Maomao-State: failed" in message(remote, bad.branch)
     # the work tree is back at main: the next good run does not carry the failed output
-    cluster.records.add_tool("flaky", "sh -c 'echo better > kept.txt'")
+    runtime.add_tool(cluster, "flaky", "sh -c 'echo better > kept.txt'")
     after = run_now(cluster, "flaky")
     assert after.push == "pushed"
     files = git("-C", remote, "ls-tree", "--name-only", "main").split()
@@ -96,11 +125,13 @@ def test_a_failed_run_goes_to_its_own_branch(tmp_path: Path, make_daemons: MakeD
 
 
 @pytest.mark.timeout(120)
-def test_remote_down_then_back_push_pending_then_pushed(tmp_path: Path, make_daemons: MakeDaemons) -> None:
+def test_remote_down_then_back_push_pending_then_pushed(
+    tmp_path: Path, make_daemons: MakeDaemons, runtime: Runtime
+) -> None:
     cluster = make_daemons(embedded_spec(tmp_path))
-    daemon = cluster.start("alpha", env=FAST_RETRY)
+    daemon = cluster.start("alpha", env={**FAST_RETRY, **runtime.env})
     remote = cluster.records.data_remote("patient")
-    cluster.records.add_tool("patient", "sh -c 'echo $MAOMAO_RUN_ID >> runs.txt'")
+    runtime.add_tool(cluster, "patient", "sh -c 'echo $MAOMAO_RUN_ID >> runs.txt'")
     first = run_now(cluster, "patient")
     assert first.push == "pushed", first
     away = Path(remote + ".away")
@@ -123,11 +154,11 @@ def test_remote_down_then_back_push_pending_then_pushed(tmp_path: Path, make_dae
 
 
 @pytest.mark.timeout(120)
-def test_a_clone_that_failed_is_tried_again(tmp_path: Path, make_daemons: MakeDaemons) -> None:
+def test_a_clone_that_failed_is_tried_again(tmp_path: Path, make_daemons: MakeDaemons, runtime: Runtime) -> None:
     cluster = make_daemons(embedded_spec(tmp_path))
-    daemon = cluster.start("alpha")
+    daemon = cluster.start("alpha", env=runtime.env)
     missing = tmp_path / "later.git"
-    cluster.records.add_tool("late", "sh -c 'echo hello > hello.txt'", data_repo=str(missing))
+    runtime.add_tool(cluster, "late", "sh -c 'echo hello > hello.txt'", data_repo=str(missing))
     failed = run_now(cluster, "late")
     assert failed.state == "failed" and "clone failed" in failed.detail, failed
     assert failed.exit_code is None  # the tool never started
@@ -140,12 +171,14 @@ def test_a_clone_that_failed_is_tried_again(tmp_path: Path, make_daemons: MakeDa
 
 
 @pytest.mark.timeout(150)
-def test_two_members_pushing_at_once_both_land(etcd: EtcdCluster, prefix: str, make_daemons: MakeDaemons) -> None:
+def test_two_members_pushing_at_once_both_land(
+    etcd: EtcdCluster, prefix: str, make_daemons: MakeDaemons, runtime: Runtime
+) -> None:
     cluster = make_daemons(etcd_spec(etcd.endpoints, prefix))
-    cluster.start_many(["alpha", "beta"])
+    cluster.start_many(["alpha", "beta"], env=runtime.env)
     remote = cluster.records.data_remote("everywhere")
     # every member runs every slot, at the same moment, each writing a file of its own
-    cluster.records.add_tool("everywhere", "sh -c 'echo $MAOMAO_SLOT > $MAOMAO_MEMBER-$MAOMAO_RUN_ID.txt'")
+    runtime.add_tool(cluster, "everywhere", "sh -c 'echo $MAOMAO_SLOT > $MAOMAO_MEMBER-$MAOMAO_RUN_ID.txt'")
     cluster.records.schedule("everywhere", "@every 2s", on="all", concurrency="allow")
 
     def enough() -> list[Run] | None:
@@ -167,17 +200,17 @@ def test_two_members_pushing_at_once_both_land(etcd: EtcdCluster, prefix: str, m
 
 
 @pytest.mark.timeout(90)
-def test_a_conflicting_change_goes_to_the_conflicts_branch(tmp_path: Path, make_daemons: MakeDaemons) -> None:
+def test_a_conflicting_change_goes_to_the_conflicts_branch(
+    tmp_path: Path, make_daemons: MakeDaemons, runtime: Runtime
+) -> None:
     cluster = make_daemons(embedded_spec(tmp_path))
-    daemon = cluster.start("alpha")
+    daemon = cluster.start("alpha", env=runtime.env)
     remote = cluster.records.data_remote("contended")
-    cluster.records.add_tool("contended", "sh -c 'echo first > value.txt'")
+    runtime.add_tool(cluster, "contended", "sh -c 'echo first > value.txt'")
     assert run_now(cluster, "contended").push == "pushed"
     # the tool takes its time; meanwhile someone else changes the same file on the remote
-    started = tmp_path / "started"
-    cluster.records.add_tool(
-        "contended", f"sh -c 'touch {started}; sleep 3; echo $MAOMAO_RUN_ID > value.txt'"
-    )
+    started = daemon.importdir / "contended" / "started"  # the tool says it began, in its data directory
+    runtime.add_tool(cluster, "contended", "sh -c 'touch started; sleep 3; echo $MAOMAO_RUN_ID > value.txt'")
     run_id = f"now-{uuid.uuid4().hex[:8]}"
     cluster.records.request(run_id, "contended")
     wait_for("the run to start", lambda: started.exists() or None, timeout=20)
@@ -194,7 +227,7 @@ def test_a_conflicting_change_goes_to_the_conflicts_branch(tmp_path: Path, make_
     assert git("-C", remote, "show", f"{run.branch}:value.txt") == f"{run_id}\n"
     assert run.commit == git("-C", remote, "rev-parse", run.branch).strip()
     # the clone follows main again: the next run builds on their change
-    cluster.records.add_tool("contended", "sh -c 'cat value.txt > seen.txt'")
+    runtime.add_tool(cluster, "contended", "sh -c 'cat value.txt > seen.txt'")
     after = run_now(cluster, "contended")
     assert after.push == "pushed" and git("-C", remote, "show", "main:seen.txt") == "theirs\n"
     assert daemon.stop() == 0

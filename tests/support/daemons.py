@@ -135,10 +135,11 @@ class Records:
 
     def add_tool(self, name: str, command: str, **fields: object) -> Tool:
         fields.setdefault("data_repo", self.data_remote(name))
+        fields.setdefault("image", "example.org/test/tool:1")
+        fields.setdefault("runtime", "process")
         tool = Tool(
-            name=name, author="Test Author", image="example.org/test/tool:1",
-            code_repo="https://git.example.org/code.git",
-            artefact="test data", command=command, runtime="process", **fields,  # type: ignore[arg-type]
+            name=name, author="Test Author", code_repo="https://git.example.org/code.git",
+            artefact="test data", command=command, **fields,  # type: ignore[arg-type]
         )
         self.put(self.keys.tool(name), tool)
         return tool
@@ -391,9 +392,11 @@ class Daemons:
             daemon.wait_ready(timeout)
         return daemon
 
-    def start_many(self, names: list[str], timeout: float = 60.0, **daemon_keys: object) -> list[Daemon]:
+    def start_many(
+        self, names: list[str], timeout: float = 60.0, env: Mapping[str, str] | None = None, **daemon_keys: object
+    ) -> list[Daemon]:
         """Start several at once, then wait for each one's READY=1."""
-        started = [self.launch(self.make(name, None, **daemon_keys)) for name in names]
+        started = [self.launch(self.make(name, env, **daemon_keys)) for name in names]
         for daemon in started:
             daemon.wait_ready(timeout)
         return started
