@@ -281,6 +281,7 @@ async def run_here(registry: Registry, config: Config, tool_name: str) -> int:
         from maomao.runner.container import ContainerRunner
 
         runner = ContainerRunner(config.runner)
+        runner.remove_in_background = False  # this process ends with the run
     else:
         from maomao.runner.process import ProcessRunner
 

@@ -19,14 +19,19 @@ One run:
   on /tmp) when asked, no capabilities, ``no-new-privileges``, no devices,
   no engine socket, labels ``maomao.tool``/``maomao.run``/``maomao.member``;
 - its stdout and stderr are copied into the run's log file as they come
-  (``maomao ctl tool logs --follow`` tails that file);
+  (``maomao ctl tool logs --follow`` tails that file), and settled from the
+  engine's record of them once it has exited;
+- its exit is seen by looking at its state (10 ms after the start, then
+  twice as late each time, at most a second apart), not by the engine's
+  wait, which Podman answers only after its clean-up;
 - on timeout it is stopped (SIGTERM, the kill grace, SIGKILL) and the run
   is ``timed_out``; when the run's Trio scope is cancelled it is stopped
   the same way, shielded, and ``Cancelled`` goes on, as with host
   processes (:mod:`maomao.runner.process`);
 - a tool that exits 137 under a memory limit (or that the engine says was
   OOM-killed: Podman 4.3 on cgroup v1 never does) failed for its memory;
-- the container is always removed afterwards;
+- the container is always removed afterwards, after the run has returned
+  (off its critical path; ``remove_in_background = False`` waits for it);
 - an engine that fails during the run makes a failed run naming the engine.
 
 Every blocking call to the engine runs in a worker thread.  Containers a
@@ -40,6 +45,7 @@ pin``: a tag's repository digest, pulled first when the engine lacks it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -59,6 +65,8 @@ from maomao.runner import RunnerUnavailable, RunOutcome, RunSpec, RunState, read
 
 if TYPE_CHECKING:
     from maomao.config import RunnerConfig
+
+logger = logging.getLogger(__name__)
 
 #: sockets tried, in order, when neither ``[runner] docker_host`` nor ``DOCKER_HOST`` is set
 DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
@@ -295,6 +303,20 @@ class _Log:
     def line(self, text: str) -> None:
         self.write(text + "\n")
 
+    def size(self) -> int:
+        with self._lock:
+            return self._file.tell() if self._file is not None else 0
+
+    def replace_from(self, offset: int, data: bytes) -> None:
+        """Replace everything from ``offset`` on with ``data``."""
+        with self._lock:
+            if self._file is None:
+                return
+            os.ftruncate(self._file.fileno(), offset)
+            self._file.seek(offset)
+            self._file.write(data)  # append mode: at the new end, which is offset
+            self._file.flush()
+
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
@@ -302,15 +324,56 @@ class _Log:
                 self._file = None
 
 
-def _copy_logs(streams: Any, container_id: str, log: _Log, done: threading.Event) -> None:
-    """Follow the container's stdout and stderr into ``log`` until it exits (a thread)."""
-    # an engine that goes away, or a container already gone, ends the copy: the run reports it
-    try:
-        with contextlib.suppress(Exception):
-            for chunk in streams.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True):
-                log.write(chunk)
-    finally:
-        done.set()
+class _LogCopy:
+    """The container's output on its way into the run's log: followed as it comes, settled at the end.
+
+    A thread follows the engine's log stream (:meth:`follow`), so that
+    ``tool logs --follow`` sees output while the tool runs.  Podman ends
+    that stream only some hundreds of milliseconds after the exit, so the
+    run does not wait for it: :meth:`complete` takes the whole output as
+    the engine has it once the container has exited and puts it in place of
+    what the stream wrote (the stream can cut a line of stdout where the
+    engine's own record puts a line of stderr), and stops the stream.
+    """
+
+    #: output larger than this is not read again at the end; the stream is drained instead
+    COMPLETE_LIMIT = 16 << 20
+
+    def __init__(self, log: _Log) -> None:
+        self.log = log
+        self.written = 0
+        self.offset = 0  # where the container's output starts in the log file
+        self.done = threading.Event()  # set when the stream has ended
+        self.done.set()
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def follow(self, streams: Any, container_id: str) -> None:
+        """Copy the stream until it ends (a thread); an engine that goes away just ends it."""
+        try:
+            with contextlib.suppress(Exception):
+                for chunk in streams.api.logs(container_id, stdout=True, stderr=True, stream=True, follow=True):
+                    with self._lock:
+                        if self._stopped:
+                            return
+                        self.log.write(chunk)
+                        self.written += len(chunk)
+        finally:
+            self.done.set()
+
+    def start(self, streams: Any, container_id: str) -> None:
+        self.offset = self.log.size()
+        self.done.clear()
+        threading.Thread(
+            target=self.follow, args=(streams, container_id), name=f"logs {container_id[:12]}", daemon=True
+        ).start()
+
+    def complete(self, everything: bytes | None) -> None:
+        """The container's whole output in place of the stream's copy (None: keep the copy); stop the stream."""
+        with self._lock:
+            self._stopped = True
+            if everything is not None:
+                self.log.replace_from(self.offset, everything)
 
 
 def container_name(tool: str, run_id: str) -> str:
@@ -345,6 +408,10 @@ class ContainerRunner:
         self._lock = trio.Lock()
         # the long waits (logs, wait, pull) must not use up Trio's default thread limiter
         self._limiter = trio.CapacityLimiter(256)
+        #: remove a run's container after the run has returned (off its critical path: Podman's
+        #: removal waits for its clean-up after the exit); one a shutdown interrupts is left to
+        #: remove_orphans.  A one-shot caller (ctl tool run --here) sets it false.
+        self.remove_in_background = True
 
     # -- the connection
 
@@ -388,8 +455,7 @@ class ContainerRunner:
         started = datetime.now(UTC)
         log = _Log(spec.log_path)
         container_id: str | None = None
-        copied = threading.Event()  # cleared while the container's output is being copied
-        copied.set()
+        copy = _LogCopy(log)
         resolved: str | None = None
         state: RunState = "failed"
         code: int | None = None
@@ -398,7 +464,7 @@ class ContainerRunner:
             try:
                 resolved = await self._image(client, streams, spec, log)
                 container_id = await self._create(client, spec)
-                state, code, detail = await self._execute(client, streams, container_id, spec, log, copied)
+                state, code, detail = await self._execute(client, streams, container_id, spec, log, copy)
             except ImageError as exc:
                 detail = str(exc)
                 log.line(f"maomao: {detail}")
@@ -412,13 +478,16 @@ class ContainerRunner:
                 if container_id is not None:
                     with contextlib.suppress(_EngineFailed):
                         await self._stop(client, container_id, spec.kill_grace)
-                    await self._drain(copied)
+                    await self._complete(client, container_id, copy)
                 log.write("\nmaomao: cancelled\n")
             raise
         finally:
             with trio.CancelScope(shield=True):
                 if container_id is not None:
-                    await self._remove(client, container_id)
+                    if self.remove_in_background:
+                        trio.lowlevel.spawn_system_task(self._remove_quietly, client, container_id)
+                    else:
+                        await self._remove(client, container_id)
                 log.close()
         finished = datetime.now(UTC)
         return RunOutcome(state, code, started, finished, read_tail(spec.log_path), detail, resolved)
@@ -511,41 +580,60 @@ class ContainerRunner:
         container_id: str = await self._call(create, "create the container")
         return container_id
 
-    async def _drain(self, copied: threading.Event) -> None:
-        """Let the copy of the container's output finish (it ends when the container has stopped)."""
-        await trio.to_thread.run_sync(copied.wait, LOG_DRAIN, abandon_on_cancel=True, limiter=self._limiter)
+    async def _complete(self, client: Any, container_id: str, copy: _LogCopy) -> None:
+        """All of the stopped container's output into the log, then nothing more from the stream."""
+        everything: bytes | None = None
+        if copy.written < copy.COMPLETE_LIMIT:
+            with contextlib.suppress(_EngineFailed):
+                everything = await self._call(
+                    lambda: client.api.logs(container_id, stdout=True, stderr=True, stream=False, follow=False),
+                    "read the container's output",
+                )
+        if everything is None:  # too much to read again, or the engine did not answer: let the stream end
+            await trio.to_thread.run_sync(copy.done.wait, LOG_DRAIN, abandon_on_cancel=True, limiter=self._limiter)
+        copy.complete(everything)
 
     async def _execute(
-        self, client: Any, streams: Any, container_id: str, spec: RunSpec, log: _Log, copied: threading.Event
+        self, client: Any, streams: Any, container_id: str, spec: RunSpec, log: _Log, copy: _LogCopy
     ) -> tuple[RunState, int | None, str]:
         """Start the container, copy its output, wait for it (bounded); its state, exit code and detail."""
         await self._call(lambda: client.api.start(container_id), "start the container")
-        copied.clear()
-        threading.Thread(
-            target=_copy_logs, args=(streams, container_id, log, copied), name=f"logs {container_id[:12]}", daemon=True
-        ).start()
-        status: dict[str, Any] = {}
+        copy.start(streams, container_id)
         with trio.move_on_after(spec.timeout if spec.timeout > 0 else math.inf) as timer:
-            status = await self._call(
-                lambda: streams.api.wait(container_id, timeout=None), "wait for the container", abandon=True
-            )
+            await self._exited(client, container_id)
         if timer.cancelled_caught:
             await self._stop(client, container_id, spec.kill_grace)
-        await self._drain(copied)
+        await self._complete(client, container_id, copy)
         attrs = await self._call(lambda: client.api.inspect_container(container_id), "inspect the container")
         exited = attrs.get("State") or {}
         code = _as_int(exited.get("ExitCode"))
         if timer.cancelled_caught:
             log.write(f"\nmaomao: timed out after {spec.timeout:g}s\n")
             return "timed_out", code, ""
-        if code is None:
-            code = _as_int(status.get("StatusCode"))
         memory = spec.confinement.memory
         if code != 0 and memory and (exited.get("OOMKilled") or code == 137):
             detail = f"memory limit {memory} exceeded (killed)"
             log.write(f"\nmaomao: {detail}\n")
             return "failed", code, detail
         return ("succeeded" if code == 0 else "failed"), code, ""
+
+    async def _exited(self, client: Any, container_id: str) -> None:
+        """Return once the container has exited, by looking at its state.
+
+        Not the engine's wait: Podman's Docker-compatible wait answers only
+        after its clean-up after the exit (the network torn down: hundreds of
+        milliseconds, most of a short run); the state says ``exited`` at once.
+        The first look is after 10 ms, each next one twice as late, at most a
+        second apart.  An engine that goes away fails the look.
+        """
+        delay = 0.01
+        while True:
+            await trio.sleep(delay)
+            attrs = await self._call(lambda: client.api.inspect_container(container_id), "inspect the container")
+            state = attrs.get("State") or {}
+            if not state.get("Running") and state.get("Status") in ("exited", "stopped", "dead"):
+                return
+            delay = min(delay * 2, 1.0)
 
     async def _stop(self, client: Any, container_id: str, grace: float) -> None:
         """SIGTERM, ``grace`` seconds, SIGKILL: the engine's stop, bounded even if the engine hangs."""
@@ -561,6 +649,12 @@ class ContainerRunner:
             await self._call(
                 lambda: _remove_container(client, container_id), "remove the container", abandon=True
             )
+
+    async def _remove_quietly(self, client: Any, container_id: str) -> None:
+        try:
+            await self._remove(client, container_id)
+        except Exception:  # a system task must not raise; remove_orphans cleans up after
+            logger.exception("removing container %s failed", container_id[:12])
 
     async def remove_orphans(self, member: str) -> int:
         """Force-remove the containers labelled ``maomao.member=<member>`` (a crashed daemon's); how many.

@@ -96,6 +96,15 @@ def containers_of(client: Any, spec: RunSpec) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"maomao.run={spec.run_id}"}))
 
 
+async def assert_removed(client: Any, spec: RunSpec, within: float = 15.0) -> None:
+    """The run's container is gone (the runner removes it after the run returned, in the background)."""
+    with trio.move_on_after(within):
+        while containers_of(client, spec):
+            await trio.sleep(0.05)
+        return
+    raise AssertionError(f"the container of run {spec.run_id} is still there after {within:g}s")
+
+
 def log_of(spec: RunSpec) -> str:
     return spec.log_path.read_text(errors="replace")
 
@@ -133,7 +142,7 @@ async def test_success_output_environment_and_data_mount(
     assert env["TARGET"] == "example.org"
     assert "SECRET_TOKEN" not in env
     assert (tmp_path / "data" / "result.csv").read_text() == "collected\n"
-    assert containers_of(client, spec) == []
+    await assert_removed(client, spec)
     digest = resolve_digest(client, IMAGE, 10)
     assert outcome.image == f"localhost/maomao-test/busybox@{digest}"
     assert outcome.started <= outcome.finished
@@ -151,7 +160,31 @@ async def test_exit_code_is_a_failed_run(runner: ContainerRunner, client: Any, t
     outcome = await runner.run(spec)
     assert (outcome.state, outcome.exit_code, outcome.detail) == ("failed", 1, "")
     assert "failing" in outcome.output_tail
+    await assert_removed(client, spec)
+
+
+async def test_removal_in_the_foreground_is_done_when_the_run_returns(
+    runner: ContainerRunner, client: Any, tmp_path: Path
+) -> None:
+    runner.remove_in_background = False
+    spec = make_spec(tmp_path, "sh -c 'exit 4'")
+    outcome = await runner.run(spec)
+    assert (outcome.state, outcome.exit_code) == ("failed", 4)
     assert containers_of(client, spec) == []
+
+
+async def test_all_output_once_in_order_though_the_run_does_not_wait_for_the_stream(
+    runner: ContainerRunner, tmp_path: Path
+) -> None:
+    # output written right up to the exit, on both streams: the log has all of it, once, each stream
+    # in order (stdout and stderr are separate pipes: the engine may record a stderr chunk inside a
+    # stdout line, as `podman logs` shows it too)
+    spec = make_spec(tmp_path, "sh -c 'seq 1 20000; echo last-out; echo last-err >&2'")
+    outcome = await runner.run(spec)
+    assert outcome.state == "succeeded", outcome
+    text = log_of(spec)
+    assert text.count("last-err\n") == 1
+    assert text.replace("last-err\n", "") == "".join(f"{n}\n" for n in range(1, 20001)) + "last-out\n"
 
 
 async def test_missing_program_is_a_failed_run(runner: ContainerRunner, client: Any, tmp_path: Path) -> None:
@@ -160,7 +193,7 @@ async def test_missing_program_is_a_failed_run(runner: ContainerRunner, client: 
     assert (outcome.state, outcome.exit_code) == ("failed", None)
     assert "refused to start the container" in outcome.detail and "/nonexistent/collector" in outcome.detail
     assert outcome.detail in log_of(spec)
-    assert containers_of(client, spec) == []
+    await assert_removed(client, spec)
 
 
 async def test_output_reaches_the_log_while_running(runner: ContainerRunner, tmp_path: Path) -> None:
@@ -194,7 +227,7 @@ async def test_timeout_stops_and_removes_the_container(
     assert elapsed < 1.5 + 1 + 6
     assert "started" in outcome.output_tail
     assert "maomao: timed out after 1.5s" in log_of(spec)
-    assert containers_of(client, spec) == []
+    await assert_removed(client, spec)
 
 
 async def test_memory_limit_kills_the_tool(runner: ContainerRunner, client: Any, tmp_path: Path) -> None:
@@ -207,7 +240,7 @@ async def test_memory_limit_kills_the_tool(runner: ContainerRunner, client: Any,
     assert (outcome.state, outcome.exit_code) == ("failed", 137)
     assert outcome.detail == "memory limit 16m exceeded (killed)"
     assert "memory limit 16m exceeded" in log_of(spec)
-    assert containers_of(client, spec) == []
+    await assert_removed(client, spec)
 
 
 async def test_memory_under_the_limit_succeeds(runner: ContainerRunner, tmp_path: Path) -> None:
@@ -301,7 +334,7 @@ async def test_engine_settings_of_the_container(runner: ContainerRunner, client:
     assert set(mounts) == {"/usr/src/app/data"}
     assert mounts["/usr/src/app/data"]["Source"] == str((tmp_path / "data").resolve())
     assert mounts["/usr/src/app/data"]["RW"] is True
-    assert containers_of(client, spec) == []
+    await assert_removed(client, spec)
 
 
 async def test_pinned_digest_runs_the_old_image_after_the_tag_moved(
@@ -363,7 +396,7 @@ async def test_cancellation_stops_and_removes_the_container(
     assert reached_after_run == [], "run() returned instead of re-raising Cancelled"
     assert time.monotonic() - begun < 1 + 6  # the grace, and some slack
     assert "maomao: cancelled" in log_of(spec)
-    assert containers_of(client, spec) == []
+    await assert_removed(client, spec)
 
 
 async def test_remove_orphans(runner: ContainerRunner, client: Any, image: str) -> None:
