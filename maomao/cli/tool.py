@@ -431,11 +431,27 @@ def run(
     if not (math.isfinite(claim_timeout) and 0 < claim_timeout <= 3600):
         raise UsageError(f"--claim-timeout {claim_timeout!r} must be seconds above 0, at most 3600")
 
-    from maomao.cli import run_now
+    if here:
+        from maomao.cli.run_here import run_here
 
-    async def act(registry: Registry, config: Config) -> int:
-        if here:
-            return await run_now.run_here(registry, config, name)
-        return await run_now.request_run(registry, name, placement, not no_wait, claim_timeout)
+        async def act_here(registry: Registry, config: Config) -> int:
+            return await run_here(registry, config, name)
 
-    return with_registry_on_trio(common, act)
+        return with_registry_on_trio(common, act_here)
+
+    from maomao.cli.run_now import Requested, say, write_request
+
+    async def write(registry: Registry, _config: Config) -> Requested:
+        return await write_request(registry, name, placement)
+
+    requested = with_registry(common, write)  # without Trio: it loads while a member starts the run
+    if no_wait:
+        say(requested.run_id)
+        return 0
+    say(f"requested run {requested.run_id} of tool {requested.tool}")
+    from maomao.cli.follow import follow_request
+
+    async def follow(registry: Registry, _config: Config) -> int:
+        return await follow_request(registry, requested, claim_timeout)
+
+    return with_registry_on_trio(common, follow)

@@ -199,6 +199,9 @@ class EmbeddedStore(Store):
         self._probe: sqlite3.Connection | None = None
         self._offload = offload or threaded(1)
         self._changed: trio.Event | None = None  # set by writes, awaited by watches
+        #: seconds between a watch's looks for other processes' changes: the daemon's idle cost
+        #: against how late it sees them (a person waiting on ctl may want it shorter)
+        self.poll_interval = POLL_INTERVAL
 
     # -- plumbing ---------------------------------------------------------
 
@@ -401,7 +404,7 @@ class EmbeddedStore(Store):
                 if events:
                     start = events[-1].revision + 1
                     continue
-            with trio.move_on_after(POLL_INTERVAL):
+            with trio.move_on_after(self.poll_interval):
                 await changed.wait()
 
     async def aclose(self) -> None:

@@ -2,7 +2,7 @@
 
 What a daemon does with a run request is played by a thread in the test
 that uses the Store API exactly as the protocol says (see
-:mod:`maomao.cli.run_now`): claim ``claims/<tool>/<run-id>`` with a lease
+:mod:`maomao.cli.run_now`, :mod:`maomao.cli.follow`): claim ``claims/<tool>/<run-id>`` with a lease
 (``claimed``, then ``running``), then in one transaction put
 ``runs/<tool>/<run-id>`` and delete the claim and the request.
 """

@@ -1,6 +1,6 @@
 """``tool run``'s side of the run-request protocol, in-process on the embedded store.
 
-A Trio task plays the member; :class:`~maomao.cli.run_now.Follower` is
+A Trio task plays the member; :class:`~maomao.cli.follow.Follower` is
 driven directly, so the races (a claim that lands as the claim timeout
 fires, a watch that fell behind a compaction) can be staged exactly.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from maomao.cli.run_now import Follower, new_run_id, no_member
+from maomao.cli.follow import Follower
+from maomao.cli.run_now import new_run_id, no_member
 from maomao.errors import MaomaoError
 from maomao.model import Claim, Member, Run, RunRequest, Tool
 from maomao.store import Delete, Put, Store
