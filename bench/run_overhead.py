@@ -11,7 +11,8 @@ runtime), and then, after one warm-up of each, alternates ``--runs`` times:
   when each of its lines arrived (request written, claim seen, run record
   seen); the daemon's end-of-run log line for the same run id gives its
   total and its phases: git (clone or fetch + fast-forward), run (the
-  container runner: image check, create, start, wait, logs, remove),
+  container runner: image check, create, start, the exit, the output; the
+  container's removal comes after the run, off its path),
   commit (commit + push) and record (the run record);
 * ``podman run --rm`` of the same image on the same storage (the podman
   CLI, not the service: what a user would compare against);

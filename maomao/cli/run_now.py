@@ -46,8 +46,13 @@ INTERRUPTED = 130
 
 
 def new_run_id(now: datetime) -> str:
-    """``20261130T030512Z-a1b2c3``: sorts by time, unique without coordination."""
-    return f"{slot_id(now)}-{secrets.token_hex(3)}"
+    """``20261130T030512Z-123a1b``: the time, its milliseconds, three random hex digits.
+
+    Ids sort as their requests were made (to the millisecond: ``tool logs``
+    and ``tool runs`` take the newest by id) and are unique without
+    coordination.
+    """
+    return f"{slot_id(now)}-{now.microsecond // 1000:03d}{secrets.token_hex(2)[:3]}"
 
 
 def requester() -> str:

@@ -46,19 +46,18 @@ from maomao.store.keys import Keys
 log = logging.getLogger("maomao.daemon")
 
 
-def available_runners(config: Config) -> dict[str, Runner]:
-    """The runtimes this member can run: host processes, and containers when an engine is configured or found."""
+def available_runners(config: Config) -> tuple[dict[str, Runner], str]:
+    """The runtimes this member can run (host processes, and containers when an engine is
+    configured or found), and a line saying where containers run or why they do not."""
     from maomao.runner.container import ContainerRunner, engine_url
 
     runners: dict[str, Runner] = {"process": ProcessRunner()}
     try:
         url = engine_url(config.runner)
     except RunnerUnavailable as exc:
-        log.warning("container runtime not available: %s", exc)
-    else:
-        log.info("container runtime: engine at %s", url)
-        runners["container"] = ContainerRunner(config.runner)
-    return runners
+        return runners, f"container runtime not available: {exc}"
+    runners["container"] = ContainerRunner(config.runner)
+    return runners, f"container runtime: engine at {url}"
 
 
 class Daemon:
@@ -70,7 +69,7 @@ class Daemon:
         self.notifier = notifier
         self.store: Store = open_store(config.store)
         self.keys = Keys(config.store.prefix)
-        self.runners = available_runners(config)
+        self.runners, self.runtimes_note = available_runners(config)
         self.membership = Membership(
             self.store, self.keys, config.member, config.store.ttl, tuple(sorted(self.runners)),
             config.daemon.labels,
@@ -191,6 +190,8 @@ class Daemon:
 
     async def serve(self) -> None:
         await self._register()
+        # said once registered: a daemon that refuses to start says only why
+        (log.info if "container" in self.runners else log.warning)("%s", self.runtimes_note)
         await self._remove_orphans()
         try:
             async with trio.open_nursery() as nursery:

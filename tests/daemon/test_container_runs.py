@@ -94,10 +94,16 @@ def test_the_example_collector_runs_unchanged_and_its_data_is_pushed(site: Site)
         "control-0.csv", "control-1.csv", "measurements.csv"
     ]
     assert len(git("-C", remote, "show", "main:measurements.csv").splitlines()) == 3  # header + 2 rows
-    # the log of the newest run, and of the first by id
-    assert "control-1.csv" in site.ctl("tool", "logs", "memory").stdout
-    shown = site.ctl("tool", "logs", "memory", first.id)
+    # the log of the newest run, and of the first by id: on the member's machine, the whole log file
+    member_config = site.daemon.config_path
+    newest = site.cluster.ctl("tool", "logs", "memory", env=site.engine, config=member_config)
+    assert newest.returncode == 0 and newest.stderr == "" and "control-1.csv" in newest.stdout, newest
+    shown = site.cluster.ctl("tool", "logs", "memory", first.id, env=site.engine, config=member_config)
     assert shown.returncode == 0 and "control-0.csv" in shown.stdout and "control-1.csv" not in shown.stdout
+    # elsewhere: the tail kept in the run record, and a note saying where the log is
+    elsewhere = site.ctl("tool", "logs", "memory", first.id)
+    assert elsewhere.returncode == 0 and "control-0.csv" in elsewhere.stdout, elsewhere
+    assert "on member alpha" in elsewhere.stderr
     # the container is gone after each run
     assert site.cluster.records.claims("memory") == {}
 

@@ -402,14 +402,19 @@ class Daemons:
         return started
 
     def ctl(
-        self, *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None
+        self, *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None, config: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``maoctl ARGS --config FILE`` on the daemons' store, from a home of its own (plus ``env``)."""
+        """Run ``maoctl ARGS --config FILE`` on the daemons' store, from a home of its own (plus ``env``).
+
+        ``config``: a daemon's config file instead (ctl on that member's machine: its importdir, its name).
+        """
         home = self.root / "ctl"
-        config = home / "config.ini"
+        if config is None:
+            config = home / "config.ini"
         if not config.exists():
             home.mkdir(parents=True, exist_ok=True)
             config.write_text(self.store.section())
+        home.mkdir(parents=True, exist_ok=True)
         return subprocess.run(
             [str(MAOCTL), *args, "--config", str(config)], env=daemon_env(home, env), cwd=home,
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
