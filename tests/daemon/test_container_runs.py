@@ -184,8 +184,13 @@ def test_logs_follow_prints_output_as_it_comes_until_the_run_ends(site: Site) ->
     started = site.ctl("tool", "run", "chatty", "--no-wait")
     assert started.returncode == 0, started
     run_id = started.stdout.strip().split()[-1]
-    follow = site.ctl("tool", "logs", "chatty", "--follow", timeout=60)
-    assert follow.returncode == 0, follow
+    # on the member's machine: the log file, as it grows
+    began = time.monotonic()
+    follow = site.cluster.ctl(
+        "tool", "logs", "chatty", "--follow", timeout=60, env=site.engine, config=site.daemon.config_path
+    )
+    assert time.monotonic() - began > 1.0  # it waited for the run to go on
+    assert follow.returncode == 0 and follow.stderr == "", follow
     assert [line for line in follow.stdout.splitlines() if line.startswith("line")] == [
         "line 1", "line 2", "line 3", "line 4"
     ]
