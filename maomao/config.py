@@ -102,6 +102,21 @@ class GitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpikesConfig:
+    """``[spikes]``: the detector's defaults, where alerts go, how long spikes are kept."""
+
+    threshold: float | None
+    cooldown: int | None
+    min_history: int | None
+    short_percent: float
+    webhook: str | None
+    webhook_timeout: float
+    webhook_retries: int
+    keep: int
+    max_age: float
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -112,6 +127,7 @@ class Config:
     daemon: DaemonConfig
     runner: RunnerConfig
     git: GitConfig
+    spikes: SpikesConfig
 
 
 # -- value parsers: each takes the text and returns the value or raises ValueError
@@ -249,6 +265,25 @@ def _docker_host(value: str) -> str:
     return value
 
 
+def _fraction(value: str) -> float:
+    if not _DECIMAL.fullmatch(value) or not 0 < float(value) < 1:
+        raise ValueError("must be a number between 0 and 1, e.g. 0.9")
+    return float(value)
+
+
+def _percent(value: str) -> float:
+    if not _DECIMAL.fullmatch(value) or not 0 < float(value) <= 10000:
+        raise ValueError("must be a percentage above 0, e.g. 20")
+    return float(value)
+
+
+def _webhook(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 def _existing_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError(f"{value!r} is not a readable file")
@@ -307,6 +342,17 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
         "ssh_key": (_existing_file, None),
         "timeout": (_seconds, "60"),
         "push_retry": (_seconds, "60"),
+    },
+    "spikes": {
+        "threshold": (_fraction, None),
+        "cooldown": (_integer(0, 100000), None),
+        "min_history": (_integer(2, 100000), None),
+        "short_percent": (_percent, "20"),
+        "webhook": (_webhook, None),
+        "webhook_timeout": (_seconds, "5"),
+        "webhook_retries": (_integer(0, 100), "3"),
+        "keep": (_integer(1, 1000000), "1000"),
+        "max_age": (_duration_seconds, "90d"),
     },
 }
 
@@ -478,6 +524,7 @@ def load_config(
         ),
         daemon=DaemonConfig(**{**fields_of("daemon"), "state_dir": path(values["daemon", "state_dir"], state)}),
         runner=RunnerConfig(**fields_of("runner")),
+        spikes=SpikesConfig(**fields_of("spikes")),
         git=GitConfig(
             **{
                 **fields_of("git"),

@@ -498,6 +498,9 @@ class Run(Record):
     branch: str | None = None
     #: the image the run used, as the engine resolved it (repo@digest or image id)
     image: str | None = None
+    #: spike detection after the run, one entry per metric: metric, point, value, baseline,
+    #: deviation, score, spike (bool), points, skipped
+    detection: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -506,6 +509,28 @@ class Run(Record):
     def __post_init__(self) -> None:
         _check_choice(self.state, RUN_STATES, "run state")
         _check_choice(self.trigger, TRIGGERS, "run trigger")
+        if not isinstance(self.detection, list | tuple) or not all(isinstance(d, dict) for d in self.detection):
+            raise ValidationError("detection must be a list of objects")
+        object.__setattr__(self, "detection", tuple(self.detection))
+
+
+@dataclass(frozen=True, slots=True)
+class Spike(Record):
+    """A spike that detection found after a run (``spikes/<tool>/<run-id>.<metric>``)."""
+
+    kind: ClassVar[str] = "spike"
+
+    name: str  # <run-id>.<metric>
+    tool: str
+    metric: str
+    run_id: str
+    member: str
+    point: str  # the point's label: its control file, or its time
+    value: float
+    baseline: float
+    deviation: float | None  # (value - baseline) / |baseline|; None when the baseline is 0
+    score: float
+    detected: str  # ISO 8601 UTC
 
 
 @dataclass(frozen=True, slots=True)

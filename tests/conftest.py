@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.etcd import EtcdCluster
+from tests.support.journald import Journald
 from tests.support.podman import Podman
 
 
@@ -39,6 +40,17 @@ def prefix() -> str:
 def podman() -> Iterator[Podman]:
     """One Podman service (Docker Engine API) for the session, in storage of its own; removed at the end."""
     service = Podman()
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def journald() -> Iterator[Journald]:
+    """The machine's journald: the one running, or one started for the session (and stopped after)."""
+    service = Journald()
     try:
         service.start()
         yield service

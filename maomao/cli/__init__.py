@@ -25,13 +25,15 @@ app = App(
 )
 ctl = App(
     name="ctl",
-    help="Control the collaboration: tools, datasets, members (talks to the store directly).",
+    help="Control the collaboration: tools, datasets, members, spikes (talks to the store directly).",
 )
 ctl.command("maomao.cli.tool:app", name="tool", help="Register, list, schedule, run and remove tools.")
 ctl.command("maomao.cli.dataset:app", name="dataset", help="Register, list, clone and remove datasets.")
 ctl.command("maomao.cli.member:app", name="member", help="List the live members.")
+ctl.command("maomao.cli.spikes:app", name="spikes", help="The spikes found in the tools' series.")
 app.command(ctl)
 app.command("maomao.cli.daemon:daemon", name="daemon", help="Run this machine's member of the collaboration.")
+app.command("maomao.cli.offline:app", name="spikes", help="Spike detection on a CSV file, offline: score, plot.")
 
 
 def _one_line(text: str) -> str:

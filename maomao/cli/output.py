@@ -32,10 +32,10 @@ def emit_table(
 
 
 def emit_details(pairs: Sequence[tuple[str, str]], out: TextIO | None = None) -> None:
-    """``key: value`` lines, keys aligned; one record for people."""
+    """``key: value`` lines, keys aligned; one record for people (an empty key continues the one above)."""
     out = out or sys.stdout
     width = max(len(k) for k, _ in pairs) + 1
-    out.write("".join(f"{(k + ':').ljust(width)} {v}\n" for k, v in pairs))
+    out.write("".join(f"{(k + ':' if k else '').ljust(width)} {v}\n" for k, v in pairs))
 
 
 def warn(message: str) -> None:

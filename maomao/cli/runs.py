@@ -11,7 +11,7 @@ order.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,6 +95,19 @@ def commit_cell(run: Run) -> str:
     return f"{run.commit[:8]} {run.push}" if run.push else run.commit[:8]
 
 
+def detection_line(entry: Mapping[str, Any]) -> str:
+    """``control: 900 against 615 (+46.3 %, score 0.982) SPIKE``: one metric after a run."""
+    metric = entry.get("metric", "?")
+    if entry.get("value") is None:
+        return f"{metric}: no points" + (f" ({entry.get('skipped')} unreadable)" if entry.get("skipped") else "")
+    baseline, deviation, score = entry.get("baseline"), entry.get("deviation"), entry.get("score")
+    against = f" against {baseline:g}" if isinstance(baseline, int | float) else ""
+    change = f"{deviation:+.1%}, " if isinstance(deviation, int | float) else ""
+    scored = f"score {score:.3f}" if isinstance(score, int | float) else "not scored"
+    verdict = "SPIKE" if entry.get("spike") else "no spike"
+    return f"{metric}: {entry['value']:g}{against} ({change}{scored}) {verdict} at {entry.get('point', '?')}"
+
+
 def commit_line(run: Run) -> str:
     """The commit, what became of it and the branch it is on, for the run report."""
     where = f" on {run.branch}" if run.branch else ""
@@ -141,6 +154,7 @@ def emit_report(run: Run) -> None:
         pairs.append(("commit", commit_line(run)))
     if run.detail:
         pairs.append(("detail", " ".join(run.detail.split())))
+    pairs.extend(("spikes" if i == 0 else "", detection_line(entry)) for i, entry in enumerate(run.detection))
     emit_details(pairs)
     tail = run.output_tail
     if not tail:

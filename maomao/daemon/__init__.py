@@ -8,7 +8,7 @@ Started in order, each with ``await nursery.start()`` (DESIGN section 4):
 3. the state cache: read, then follow with a watch;
 4. the outbox: records of runs finished while the store was away;
 5. the executor (with the tools' data repositories and their pending
-   pushes), then the scheduler;
+   pushes, and spike detection with its webhook sender), then the scheduler;
 6. the retention sweeper (old run records);
 7. the status task: ``STATUS=`` lines and the watchdog, which pings only
    while the scheduler loop makes progress.
@@ -31,6 +31,7 @@ import trio
 from maomao.config import Config, load_config
 from maomao.daemon.cache import StateCache
 from maomao.daemon.datarepos import DataRepos
+from maomao.daemon.detection import Detection
 from maomao.daemon.executor import Executor
 from maomao.daemon.membership import Membership
 from maomao.daemon.notify import Notifier
@@ -77,8 +78,10 @@ class Daemon:
         self.cache = StateCache(self.store, self.keys)
         self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox")
         self.repos = DataRepos(config, self.store, self.keys)
+        self.detection = Detection(config, self.store, self.keys)
         self.executor = Executor(
-            self.store, self.keys, config, self.cache, self.runners, self.outbox, repos=self.repos
+            self.store, self.keys, config, self.cache, self.runners, self.outbox, repos=self.repos,
+            detection=self.detection,
         )
         self.scheduler = Scheduler(self.store, self.keys, config, self.cache, self.membership, self.executor)
         self.retention = RetentionSweeper(self.store, self.keys, config, self.cache, self.membership)
@@ -143,6 +146,7 @@ class Daemon:
             self.config = config
             self.executor.config = config
             self.repos.config = config
+            self.detection.config = config
             self.scheduler.config = config
             self.retention.config = config
             if config.daemon.labels != self.membership.labels:
@@ -201,6 +205,7 @@ class Daemon:
                 await nursery.start(self.outbox.flush_loop)
                 await nursery.start(self.executor.serve)
                 await nursery.start(self.repos.retry_loop, lambda: self.cache.tools, self._outbox_holds)
+                await nursery.start(self.detection.webhook_loop)
                 await nursery.start(self.scheduler.run)
                 await nursery.start(self.retention.run)
                 await nursery.start(self._report)

@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from maomao.config import Config
 from maomao.daemon.cache import StateCache
 from maomao.daemon.datarepos import DataRepos, GitOutcome, RunFacts
+from maomao.daemon.detection import Detection
 from maomao.daemon.recording import Outbox, PendingRecord
 from maomao.errors import StoreError, StoreUnavailable
 from maomao.gitdata import GitError
@@ -78,6 +80,7 @@ class Executor:
         outbox: Outbox,
         now: Callable[[], datetime] | None = None,
         repos: DataRepos | None = None,
+        detection: Detection | None = None,
     ) -> None:
         self.now = now or wall_clock
         self.store = store
@@ -88,6 +91,8 @@ class Executor:
         self.outbox = outbox
         #: the tools' git data repositories (None: runs write into a plain directory)
         self.repos = repos
+        #: spike detection after successful runs (None: none)
+        self.detection = detection
         self.active: dict[str, Job] = {}
         self.finished = 0
         self._nursery: trio.Nursery | None = None
@@ -155,7 +160,7 @@ class Executor:
 
     def _run_record(
         self, job: Job, state: str, outcome: RunOutcome | None = None, detail: str = "", output_tail: str = "",
-        git: GitOutcome | None = None,
+        git: GitOutcome | None = None, detection: tuple[dict[str, Any], ...] = (),
     ) -> Run:
         now = utc_iso(datetime.now(UTC))
         git = git or GitOutcome()
@@ -176,6 +181,7 @@ class Executor:
             push=git.push,
             branch=git.branch,
             image=outcome.image if outcome else None,
+            detection=detection,
         )
 
     async def _mark_running(self, job: Job) -> bool:
@@ -254,7 +260,13 @@ class Executor:
             job.timed("commit", since)
         if cancelled or outcome is None:
             return self._cancelled(job, spec, git)
-        return self._run_record(job, outcome.state, outcome, git=git)
+        detection: tuple[dict[str, Any], ...] = ()
+        if self.detection is not None and outcome.state == "succeeded":
+            since = trio.current_time()
+            with trio.CancelScope(shield=True):
+                detection = await self.detection.after_run(tool, job.run_id, job.claim.member, spec.workdir)
+            job.timed("detect", since)
+        return self._run_record(job, outcome.state, outcome, git=git, detection=detection)
 
     def _cancelled(self, job: Job, spec: RunSpec, git: GitOutcome | None = None) -> Run:
         from maomao.runner import read_tail

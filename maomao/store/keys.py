@@ -74,8 +74,15 @@ class Keys:
     def run(self, tool: str, run_id: str) -> str:
         return f"{self.runs(tool)}{run_id}"
 
+    @property
+    def all_spikes(self) -> str:
+        return f"{self.prefix}spikes/"
+
     def spikes(self, tool: str) -> str:
         return f"{self.prefix}spikes/{tool}/"
+
+    def spike(self, tool: str, name: str) -> str:
+        return f"{self.spikes(tool)}{name}"
 
     def name_of(self, key: str, collection: str) -> str:
         """The record name of ``key`` under ``collection`` (e.g. ``self.tools``)."""
