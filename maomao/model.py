@@ -11,6 +11,7 @@ member can read what a newer one wrote.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -244,6 +245,55 @@ class Limits:
             raise ValidationError(f"pids {self.pids!r} must be a whole number from 1")
 
 
+#: detector settings a tool may set, all metrics or one: name -> (whole number?, low, high)
+SPIKE_PARAMS: dict[str, tuple[bool, float, float]] = {
+    "threshold": (False, 0.0, 1.0),
+    "cooldown": (True, 0, 100_000),
+    "min_history": (True, 2, 100_000),
+    "short_percent": (False, 0.0, 10_000.0),
+}
+
+
+def check_spike_param(key: object, value: object) -> float:
+    """``threshold``, ``cooldown``, ``min_history``, ``short_percent``, each alone or as ``METRIC.PARAM``."""
+    if not isinstance(key, str):
+        raise ValidationError("spike setting names must be text")
+    metric, _, param = key.rpartition(".")
+    if param not in SPIKE_PARAMS or (metric and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", metric)):
+        raise ValidationError(
+            f"spike setting {key!r} must be PARAM or METRIC.PARAM, PARAM one of {', '.join(SPIKE_PARAMS)}"
+        )
+    whole, low, high = SPIKE_PARAMS[param]
+    number = _as_number(value)
+    if whole:
+        fits = number is not None and number == int(number) and low <= number <= high
+    else:
+        fits = number is not None and low < number <= high
+    if number is None or not fits:
+        kind = f"a whole number from {low:g} to {high:g}" if whole else f"a number above {low:g}, at most {high:g}"
+        raise ValidationError(f"spike setting {key} = {value!r} must be {kind}")
+    return int(number) if whole else number
+
+
+def parse_number(text: str | None) -> float | None:
+    """The finite number in ``text`` (integer or float, surrounding space allowed); None for anything else."""
+    if text is None:
+        return None
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _as_number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    return parse_number(value) if isinstance(value, str) else None
+
+
 RUNTIMES = ("container", "process")
 NETWORKS = ("bridge", "none", "host")
 #: where a container sees its data repository (the original framework's contract)
@@ -289,6 +339,8 @@ class Tool(Record):
     network: str | None = None
     read_only: bool | None = None
     data_mount: str = DATA_MOUNT
+    #: spike detection settings of this tool: PARAM or METRIC.PARAM -> value (see SPIKE_PARAMS)
+    spikes: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.name, "tool name")
@@ -330,6 +382,9 @@ class Tool(Record):
         if self.read_only is not None and not isinstance(self.read_only, bool):
             raise ValidationError("read_only must be true or false")
         check_mount_path(self.data_mount)
+        if not isinstance(self.spikes, dict):
+            raise ValidationError("spikes must be a mapping of PARAM or METRIC.PARAM to a number")
+        object.__setattr__(self, "spikes", {key: check_spike_param(key, value) for key, value in self.spikes.items()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from cyclopts import App, Parameter
 
 from maomao.cli.context import Common
 from maomao.errors import MaomaoError, UsageError
-from maomao.spikes.series import parse_number
+from maomao.model import parse_number
 
 app = App(name="spikes", help="Spike detection on a CSV file, offline: score, plot.")
 

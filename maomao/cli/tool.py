@@ -17,7 +17,18 @@ from maomao.cli.context import Common, JsonFlag, with_registry, with_registry_on
 from maomao.cli.output import warn
 from maomao.config import Config, load_config
 from maomao.errors import UsageError
-from maomao.model import DATA_MOUNT, Limits, Run, Schedule, Tool, check_name, check_placement, parse_env_pairs, utc_iso
+from maomao.model import (
+    DATA_MOUNT,
+    Limits,
+    Run,
+    Schedule,
+    Tool,
+    check_name,
+    check_placement,
+    parse_env_pairs,
+    parse_number,
+    utc_iso,
+)
 from maomao.registry import Collection, Registry
 
 app = App(name="tool", help="Register, list, schedule, run and remove tools.")
@@ -29,6 +40,20 @@ def _whole_number(type_: type, tokens: Sequence[Token]) -> int:
     if not re.fullmatch(r"[0-9]+", text, re.ASCII):
         raise ValueError(f"{text!r} is not a whole number")
     return int(text)
+
+
+def parse_spike_settings(pairs: Sequence[str]) -> dict[str, float]:
+    """``--spike KEY=VALUE`` options as a mapping (the values are checked by the Tool record)."""
+    settings: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--spike {pair!r} must be PARAM=VALUE or METRIC.PARAM=VALUE")
+        number = parse_number(value)
+        if number is None:
+            raise UsageError(f"--spike {pair!r}: {value.strip()!r} is not a number")
+        settings[key.strip()] = number  # its range is checked by the Tool record
+    return settings
 
 
 def _tools(registry: Registry) -> Collection[Tool]:
@@ -54,6 +79,7 @@ def _details(tool: Tool) -> list[tuple[str, str]]:
         ("data_mount", tool.data_mount),
         ("pinned", tool.digest or "no"),
         ("metrics", " ".join(tool.metrics) or "-"),
+        ("spikes", " ".join(f"{k}={v:g}" for k, v in tool.spikes.items()) or "(defaults)"),
     ]
 
 
@@ -183,6 +209,13 @@ def add(
         list[str] | None,
         Parameter(help="A series to watch for spikes, NAME=GLOB[:COLUMN]; repeat for more."),
     ] = None,
+    spike: Annotated[
+        list[str] | None,
+        Parameter(
+            help="Spike detection setting, PARAM=VALUE or METRIC.PARAM=VALUE (threshold, cooldown, "
+            "min_history, short_percent); repeat for more."
+        ),
+    ] = None,
     runtime: Annotated[
         Literal["container", "process"],
         Parameter(help="Run the image in a container, or --command as a host process."),
@@ -223,6 +256,7 @@ def add(
         network=network,
         read_only=read_only,
         data_mount=data_mount,
+        spikes=parse_spike_settings(spike or []),
     )
     if pin:
         if runtime != "container":

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -46,15 +47,26 @@ log = logging.getLogger(__name__)
 WEBHOOK_QUEUE = 1000
 
 
-def detector_params(config: Config) -> Any:
-    """The detector's parameters: its defaults, with what ``[spikes]`` sets."""
+def detector_params(config: Config, tool: Mapping[str, float] | None = None, metric: str | None = None) -> Any:
+    """The detector's parameters for one metric: its defaults, then ``[spikes]``, then the tool's
+    ``--spike PARAM=V`` settings, then its ``--spike METRIC.PARAM=V`` ones."""
     from maomao.spikes.detector import DetectorParams
 
     spikes = config.spikes
-    changes: dict[str, Any] = {"short_threshold": spikes.short_percent / 100}
+    values: dict[str, float] = {"short_percent": spikes.short_percent}
     for name in ("threshold", "cooldown", "min_history"):
         if getattr(spikes, name) is not None:
-            changes[name] = getattr(spikes, name)
+            values[name] = getattr(spikes, name)
+    for key, value in (tool or {}).items():
+        if "." not in key:
+            values[key] = value
+    for key, value in (tool or {}).items():
+        owner, _, name = key.rpartition(".")
+        if owner and owner == metric:
+            values[name] = value
+    changes: dict[str, Any] = {"short_threshold": values.pop("short_percent") / 100}
+    whole = ("cooldown", "min_history")
+    changes.update({name: int(value) if name in whole else value for name, value in values.items()})
     return dataclasses.replace(DetectorParams(), **changes)
 
 
@@ -96,7 +108,6 @@ class Detection:
         from maomao.spikes.detector import score_series
         from maomao.spikes.series import tool_series
 
-        params = detector_params(self.config)
         seen = self._load(tool.name)
         entries: list[dict[str, Any]] = []
         alerts: list[Alert] = []
@@ -106,6 +117,7 @@ class Detection:
             if not series.values:
                 entries.append({**entry, "spike": False})
                 continue
+            params = detector_params(self.config, tool.spikes, series.name)
             scored = score_series(np.asarray(series.values, dtype=float), params)
             last = seen.get(series.name)
             start = series.labels.index(last) + 1 if last in series.labels else len(series.values) - 1

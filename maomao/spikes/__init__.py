@@ -6,6 +6,15 @@ least the threshold, with a cool-down so that one incident is one alert).  The m
 are described in :mod:`maomao.spikes.detector`; ``bench/nab.py`` measures it on the NAB subset.
 """
 
-from maomao.spikes.detector import DetectorParams, Scored, score_series
+from typing import Any
 
 __all__ = ["DetectorParams", "Scored", "score_series"]
+
+
+def __getattr__(name: str) -> Any:
+    # numpy loads with the detector only: the series and alert modules, and ctl, do without it
+    if name in __all__:
+        from maomao.spikes import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

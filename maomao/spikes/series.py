@@ -13,18 +13,19 @@ Two kinds, as DESIGN section 6 says:
   order) and line.
 
 A bad point (an empty file or cell, not a number, NaN or infinite) is
-skipped and counted, never fatal.  Only the standard library here: the
-detector takes the values as they are.
+skipped and counted, never fatal.  No numpy here: the detector takes the
+values as they are.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from maomao.model import parse_number
 
 CONTROL = "control"
 CONTROL_GLOB = "control-*.csv"
@@ -66,20 +67,6 @@ class Series:
             return
         self.values.append(value)
         self.labels.append(label)
-
-
-def parse_number(text: str | None) -> float | None:
-    """The number in ``text`` (integer or float, surrounding space allowed); None for anything else."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _small_text(path: Path) -> str | None:

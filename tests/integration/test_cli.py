@@ -55,6 +55,7 @@ TOOL_FIELDS = {
     "network",
     "read_only",
     "data_mount",
+    "spikes",
     "schedule",
     "next_run",
 }
@@ -161,6 +162,7 @@ def test_tool_add_get_remove(ctl: Ctl) -> None:
         "network": None,
         "read_only": None,
         "data_mount": "/usr/src/app/data",
+        "spikes": {},
         "schedule": None,
         "next_run": None,
     }
@@ -287,6 +289,10 @@ BAD_INPUT = [
     (["tool", "add", "t", "a", "busybox", "/a", "/b", "c", "--data-mount", "/proc"], "data mount"),
     (["tool", "add", "t", "a", "busybox", "/a", "/b", "c", "--runtime", "process", "--command", "true", "--pin"],
      "--pin"),
+    (["tool", "add", "t", "a", "busybox", "/a", "/b", "c", "--spike", "colour=1"], "colour"),
+    (["tool", "add", "t", "a", "busybox", "/a", "/b", "c", "--spike", "threshold"], "--spike"),
+    (["tool", "add", "t", "a", "busybox", "/a", "/b", "c", "--spike", "threshold=high"], "high"),
+    (["tool", "add", "t", "a", "busybox", "/a", "/b", "c", "--spike", "control.cooldown=0.5"], "cooldown"),
     (["tool", "pin", "nosuchtool"], "nosuchtool"),
     (["tool", "pin", "../x"], "../x"),
     (["tool", "logs", "nosuchtool"], "nosuchtool"),

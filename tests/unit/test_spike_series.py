@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from maomao.spikes.series import MetricSpec, control_series, declared_series, natural_key, parse_number, tool_series
+from maomao.model import parse_number
+from maomao.spikes.series import MetricSpec, control_series, declared_series, natural_key, tool_series
 
 pytestmark = pytest.mark.timeout(30)
 
