@@ -47,6 +47,7 @@ pytest:
 bench: venv deps
 	$(BIN)/python bench/ctl_latency.py
 	$(BIN)/python bench/run_overhead.py
+	$(BIN)/python bench/nab.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -34,6 +34,7 @@ class Table:
 
     times: list[str]
     values: list[float]
+    texts: list[str]  # the value cells as written (empty where there was no number)
     skipped: int
 
 
@@ -50,16 +51,18 @@ def read_table(path: Path, time_column: str, value_column: str) -> Table:
             known = ", ".join(header) or "none"
             raise UsageError(f"{path} has no column {column!r} (columns: {known})")
     time_at, value_at = header.index(time_column), header.index(value_column)
-    times, values, skipped = [], [], 0
+    times, values, texts, skipped = [], [], [], 0
     for row in rows:
         if not row:
             continue
         times.append(row[time_at].strip() if time_at < len(row) else "")
-        value = parse_number(row[value_at] if value_at < len(row) else None)
+        cell = row[value_at].strip() if value_at < len(row) else ""
+        value = parse_number(cell)
         if value is None:
             skipped += 1
         values.append(math.nan if value is None else value)
-    return Table(times, values, skipped)
+        texts.append(cell if value is not None else "")
+    return Table(times, values, texts, skipped)
 
 
 def _scored(table: Table, common: Common) -> Any:
@@ -100,11 +103,7 @@ def score(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["timestamp", "value", "anomaly_score", "spike"])
     for i, stamp in enumerate(table.times):
-        value = table.values[i]
-        writer.writerow(
-            [stamp, "" if math.isnan(value) else f"{value:g}", f"{float(scored.scores[i]):.6f}",
-             int(bool(scored.spikes[i]))]
-        )  # fmt: skip
+        writer.writerow([stamp, table.texts[i], f"{float(scored.scores[i]):.6f}", int(bool(scored.spikes[i]))])
     if output is None:
         sys.stdout.write(out.getvalue())
     else:

@@ -76,7 +76,7 @@ def test_spikes_score_writes_one_row_per_input_row(tmp_path: Path) -> None:
     assert len(rows) == 300 and rows[0]["timestamp"] == "2026-11-30 00:00:00"
     assert rows[50]["value"] == "" and rows[50]["spike"] == "0"
     assert all(0 <= float(r["anomaly_score"]) <= 1 and r["spike"] in ("0", "1") for r in rows)
-    assert rows[200]["spike"] == "1" and float(rows[200]["anomaly_score"]) > 0.5
+    assert rows[200]["spike"] == "1" and float(rows[200]["anomaly_score"]) > 0.5 and rows[200]["value"] == "900"
     # to stdout by default, the same rows
     same = run([MAOMAO, "spikes", "score", str(source)], env=clean_env(tmp_path), cwd=tmp_path)
     assert same.stdout == out.read_text()
