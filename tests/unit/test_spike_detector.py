@@ -241,7 +241,18 @@ def test_cooldown_parameter() -> None:
     x = noisy(3000, seed=8)
     x[[2000, 2010]] += [20, 40]
     assert incidents(score_series(x).spikes[1500:2300]) == [500]
-    assert incidents(score_series(x, DetectorParams(cooldown=0)).spikes[1500:2300]) == [500, 510]
+    # without the cool-down, and without the quiet period of the scores (the second novelty is the smaller)
+    assert incidents(score_series(x, DetectorParams(cooldown=0, quiet=0)).spikes[1500:2300]) == [500, 510]
+    assert incidents(score_series(x, DetectorParams(cooldown=0)).spikes[1500:2300]) == [500]
+
+
+def test_flat_line_in_a_noisy_series_is_one_alert() -> None:
+    # a sensor that freezes: the variability collapses (the calm surprise)
+    x = noisy(4000, seed=13)
+    x[3000:3300] = x[2999]
+    result = score_series(x)
+    found = incidents(result.spikes[2500:])
+    assert len(found) == 1 and 500 < found[0] < 500 + DEFAULT.calm_window
 
 
 @settings(max_examples=60, deadline=None)
@@ -255,6 +266,14 @@ def test_any_input_scores_in_range(values: list[float]) -> None:
 
 
 def test_bad_params() -> None:
-    for bad in ({"threshold": 0.0}, {"cooldown": -1}, {"min_history": 1}, {"memory": 0}, {"onset": 0.0}):
+    for bad in (
+        {"threshold": 0.0},
+        {"cooldown": -1},
+        {"min_history": 1},
+        {"memory": 0},
+        {"onset": 0.0},
+        {"quiet": -1},
+        {"calm_window": 0},
+    ):
         with pytest.raises(ValueError):
             DetectorParams(**bad)  # type: ignore[arg-type]
