@@ -327,6 +327,37 @@ async def test_retention_keeps_the_newest_and_drops_the_old(tmp_path: Path, mock
         assert [r.id for r in await cluster.runs("r")] == [r.id for r in left[-5:]]
 
 
+
+@pytest.mark.timeout(30)
+async def test_retention_sweeps_spike_records_too(tmp_path: Path, mock_clock: trio.testing.MockClock) -> None:
+    from maomao.daemon.retention import RetentionSweeper
+    from maomao.model import Spike
+
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.tool("s", "0 * * * *")
+        a = await cluster.add_member("a")
+        await cluster.settle()
+        for day in range(100):  # a spike a day for 100 days, the newest today
+            detected = now() - timedelta(days=99 - day) + timedelta(hours=1)
+            run_id = detected.strftime("%Y%m%dT%H%M%SZ")
+            spike = Spike(
+                name=f"{run_id}.control", tool="s", metric="control", run_id=run_id, member="a", point="p",
+                value=9.0, baseline=1.0, deviation=8.0, score=0.99, detected=utc_iso(detected),
+            )  # fmt: skip
+            await cluster.store.put(KEYS.spike("s", spike.name), spike.to_value())
+        await cluster.store.put(KEYS.spike("s", "00000000T000000Z.broken"), b"not json")
+        sweeper = RetentionSweeper(cluster.store, KEYS, cluster.config, a.cache, a.membership, now=now)
+        # default: keep 1000, none older than 90 days: days 91-99 back go; an unreadable record (it sorts
+        # first, the oldest) stays while within keep
+        assert await sweeper.sweep() == 9
+        left = (await cluster.store.range(KEYS.spikes("s"))).kvs
+        assert len(left) == 92
+        object.__setattr__(cluster.config.spikes, "keep", 10)
+        assert await sweeper.sweep() == 82
+        kept = [Spike.from_value(kv.value) for kv in (await cluster.store.range(KEYS.spikes("s"))).kvs]
+        assert len(kept) == 10 and kept[-1].detected == utc_iso(now() + timedelta(hours=1))
+
+
 @pytest.mark.timeout(30)
 async def test_preferred_member_claims_ahead_and_starts_on_time(
     tmp_path: Path, mock_clock: trio.testing.MockClock
