@@ -9,7 +9,7 @@ only the point and the points before it, so appending points never changes an ea
   earlier points are 0, so a zero history never divides by zero) is a spike above ``short_threshold``
   (20 %: 600, 630, 900 is one, 600, 630, 640 is not).  Score ``1 - 2 ** (-rel / short_threshold)``:
   0.5 exactly at the percentage.
-* From then on, two surprises in units of the series' own recent variability (so scale and shift do
+* From then on, four surprises in units of the series' own recent variability (so scale and shift do
   not matter):
 
   - jump ``z_j = |y_t - y_{t-1}| / s_j``, ``s_j`` the mean ``|y_i - y_{i-1}|`` over the previous
@@ -17,8 +17,9 @@ only the point and the points before it, so appending points never changes an ea
   - level ``z_l = |y_t - m_t| / s_l``, ``m_t`` the mean of the previous ``level_window`` points and
     ``s_l`` the mean of the same absolute deviation over the previous ``scale_window`` points: a
     shift or drift that builds up over a few points;
-  - smoothed level: the same with the mean of the latest ``smooth_window`` points in place of ``y_t``
-    (against the ``level_window`` points before them): a slow drift or a shift hidden in noise;
+  - smoothed level: the same with the mean of the latest ``smooth_window`` points (at most the latest
+    half of the points so far) in place of ``y_t``, against the ``level_window`` points before them: a
+    slow drift or a shift hidden in noise;
   - calm ``z_c = s_j / c_t``, ``c_t`` the mean ``|y_i - y_{i-1}|`` over the latest ``calm_window``
     points (floored at ``s_j / 1000``): the variability collapses, a sensor or a load that flat-lines.
 
@@ -37,15 +38,15 @@ are left out of every statistic.  A constant series never spikes; scales are flo
 the values' magnitude (and the smallest positive float), never divided by zero.
 
 Defaults, one set for every series, chosen on the Numenta Anomaly Benchmark subset in
-``/work/shared/nab`` (``bench/nab.py``; standard profile 61.2 at the best threshold, 61.8 for these
+``/work/shared/nab`` (``bench/nab.py``; standard profile 61.2 at the best threshold, 61.9 for these
 decisions; 54.0 / 55.9 with the jump and level surprises alone, 58.5 with the smoothed level and the
-quiet period, the calm surprise adds the flat-lining incidents): ``memory`` 300 points (about a day of 5-minute samples: what recurs daily is not news),
-``scale_window`` 2000, ``level_window`` 100, ``damping`` 30 (also halves the alerts that the records of
-plain Gaussian noise raise, to about one in 5000 points), ``onset`` 0.035 so that the best threshold
-on NAB falls near 0.5, ``smooth_window`` and ``calm_window`` 20 (10 and 50 do worse), ``quiet`` 100
-(30 to 150 within 3 points) and ``cooldown`` 30 (longer cool-downs swallow the next, real incident).  The
-price of counting only records: after a large incident, a smaller one within ``memory`` points scores
-low.
+quiet period added, the calm surprise adds the flat-lining incidents): ``memory`` 300 points (about a
+day of 5-minute samples: what recurs daily is not news), ``scale_window`` 2000, ``level_window`` 100,
+``damping`` 30 (also halves the alerts that the records of plain Gaussian noise raise, to about one in
+5000 points), ``onset`` 0.035 so that the best threshold on NAB falls near 0.5, ``smooth_window`` and
+``calm_window`` 20 (10 and 50 do worse), ``quiet`` 100 (30 to 150 within 3 points) and ``cooldown`` 30
+(longer cool-downs swallow the next, real incident).  The price of counting only records: after a
+large incident, a smaller one within ``memory`` points scores low.
 """
 
 from __future__ import annotations
@@ -217,22 +218,21 @@ def _score_present(y: FloatArray, p: DetectorParams) -> tuple[FloatArray, BoolAr
     z_level[ok] = dev_level[ok] / np.maximum(s_level[ok], floor[ok])
 
     # smoothed level surprise: |mean of the latest smooth_window points - mean of the level_window before them|
-    k = p.smooth_window
-    start = np.maximum(idx - k + 1, 0)
+    # (in a short history: the latest half of the points; so, like the others, it starts at the third point
+    # and has set its record by min_history, when the scores start to count)
+    start = np.maximum(idx - p.smooth_window + 1, (idx + 1) // 2)
     recent = _window_mean(sums, start, idx + 1)
     before = _window_mean(sums, np.maximum(start - p.level_window, 0), start)
     dev_smooth = np.zeros(n)
-    ok_smooth = idx >= k
-    dev_smooth[ok_smooth] = np.abs(recent[ok_smooth] - before[ok_smooth])
+    dev_smooth[1:] = np.abs(recent[1:] - before[1:])
     s_smooth = _window_mean(_trailing_sums(dev_smooth), lo, idx)
     z_smooth = np.zeros(n)
-    ok_smooth = idx >= k + 1
-    z_smooth[ok_smooth] = dev_smooth[ok_smooth] / np.maximum(s_smooth[ok_smooth], floor[ok_smooth])
+    z_smooth[ok] = dev_smooth[ok] / np.maximum(s_smooth[ok], floor[ok])
 
     # calm surprise: the long mean |change| against that of the latest calm_window points (a flat line: 1000)
     recent_step = _window_mean(step_sums, np.maximum(idx - p.calm_window + 1, 1), idx + 1)
     z_calm = np.zeros(n)
-    ok_calm = idx >= p.calm_window + 1
+    ok_calm = ok
     calm_floor = np.maximum(1e-3 * s_jump[ok_calm], floor[ok_calm])
     z_calm[ok_calm] = s_jump[ok_calm] / np.maximum(recent_step[ok_calm], calm_floor)
 
