@@ -206,7 +206,7 @@ class Ctl:
 
     def argv(self, args: Sequence[str], entry: str = "maoctl") -> list[str]:
         words = list(args)
-        if not self.flag or len(words) < 2 or words[0] not in ("tool", "dataset", "member", "spikes"):
+        if not self.flag or len(words) < 2 or words[0] not in ("tool", "dataset", "spikes"):
             tail = words
         else:
             tail = [*words[:2], "--config", str(self.config), *words[2:]]
