@@ -4,9 +4,11 @@ The tool's series (:mod:`maomao.spikes.series`: its ``control-*.csv``
 files and its declared metrics) are read from its data directory and
 scored with the detector (:mod:`maomao.spikes.detector`, causal, so
 scoring the whole history again gives the old points the scores they had).
-Spikes are looked for among the points this member had not seen yet (the
-last point seen per metric is kept in ``state_dir/detection/<tool>.json``;
-the first time, only the newest point counts).  Each spike goes:
+Spikes are looked for among the points no run had looked at yet: the
+newest point per metric that the tool's last run (by any member) recorded
+in its ``detection``, else the one this member kept in
+``state_dir/detection/<tool>.json`` (while the store does not answer);
+the first time, only the newest point counts.  Each spike goes:
 
 - to journald, with ``MESSAGE_ID`` :data:`~maomao.spikes.alerts.MESSAGE_ID`
   (or a ``<4>`` line on stderr without a journal);
@@ -35,8 +37,8 @@ from typing import Any
 import trio
 
 from maomao.config import Config
-from maomao.errors import StoreError, StoreUnavailable
-from maomao.model import Spike, Tool, utc_iso
+from maomao.errors import MaomaoError, StoreError, StoreUnavailable
+from maomao.model import Run, Spike, Tool, utc_iso
 from maomao.spikes.alerts import Alert, emit, post_json
 from maomao.store import Store
 from maomao.store.keys import Keys
@@ -101,14 +103,35 @@ class Detection:
         tmp.write_text(json.dumps(seen, sort_keys=True))
         os.replace(tmp, path)
 
-    def score(self, tool: Tool, run_id: str, member: str, workdir: Path) -> tuple[list[dict[str, Any]], list[Alert]]:
-        """Blocking: the run record's entries and the alerts of the new points."""
+    async def last_seen(self, tool: str) -> dict[str, str]:
+        """The newest point per metric that the tool's latest run with detection entries looked at."""
+        if self.store is None or self.keys is None:
+            return {}
+        try:
+            found = await self.store.range(self.keys.runs(tool))
+        except (StoreUnavailable, StoreError) as exc:
+            log.warning("spike detection of %s: run records not readable (%s); using this member's state", tool, exc)
+            return {}
+        for kv in reversed(found.kvs):  # run ids sort by time: the newest last
+            try:
+                run = Run.from_value(kv.value)
+            except MaomaoError:
+                continue
+            points = {str(e["metric"]): str(e["point"]) for e in run.detection if e.get("metric") and e.get("point")}
+            if points:
+                return points
+        return {}
+
+    def score(
+        self, tool: Tool, run_id: str, member: str, workdir: Path, recorded: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], list[Alert]]:
+        """Blocking: the run record's entries and the alerts of the new points (after ``recorded``'s)."""
         import numpy as np
 
         from maomao.spikes.detector import score_series
         from maomao.spikes.series import tool_series
 
-        seen = self._load(tool.name)
+        seen = {**self._load(tool.name), **(recorded or {})}
         entries: list[dict[str, Any]] = []
         alerts: list[Alert] = []
         now = utc_iso(datetime.now(UTC))
@@ -148,7 +171,10 @@ class Detection:
     async def after_run(self, tool: Tool, run_id: str, member: str, workdir: Path) -> tuple[dict[str, Any], ...]:
         """Detect, alert, and return what goes into the run record; never raises."""
         try:
-            entries, alerts = await trio.to_thread.run_sync(partial(self.score, tool, run_id, member, workdir))
+            recorded = await self.last_seen(tool.name)
+            entries, alerts = await trio.to_thread.run_sync(
+                partial(self.score, tool, run_id, member, workdir, recorded)
+            )
         except Exception:
             log.exception("spike detection of run %s of %s failed", run_id, tool.name)
             return ()

@@ -96,3 +96,30 @@ def test_bad_spike_settings(settings: dict[str, object], words: list[str]) -> No
         make_tool(spikes=settings)
     for word in words:
         assert word in str(caught.value)
+
+
+async def test_points_another_member_looked_at_are_not_new_here(tmp_path: Path) -> None:
+    from maomao.model import Run
+    from maomao.store.embedded import EmbeddedStore
+    from maomao.store.keys import Keys
+
+    store = EmbeddedStore(tmp_path / "store.db")
+    keys = Keys("/maomao/")
+    config = load_config(environ={"MAOMAO_DAEMON_STATE_DIR": str(tmp_path / "state")})
+    found = Detection(config, store, keys)
+    try:
+        data = tmp_path / "data"
+        history = [100.0 + (7 * n) % 11 - 5 for n in range(402)]
+        history[400] = 500.0  # a spike that member b's run found and reported
+        write_controls(data, history)
+        found._save("t", {"control": "control-399.csv"})  # this member last looked before it
+        seen_by_b = Run(
+            id="20261130T030000Z-b", tool="t", slot="s", trigger="schedule", member="b", state="succeeded",
+            detection=({"metric": "control", "point": "control-401.csv", "spike": False},),
+        )
+        await store.put(keys.run("t", seen_by_b.id), seen_by_b.to_value())
+        write_controls(data, [101.0], start=402)
+        (entry,) = await found.after_run(make_tool(), "20261130T040000Z-a", "a", data)
+        assert entry["new_points"] == 1 and entry["spike"] is False and found.alerts == 0
+    finally:
+        await store.aclose()
