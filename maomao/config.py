@@ -117,6 +117,13 @@ class SpikesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: where the daemon serves Prometheus metrics (off unless ``listen`` is set)."""
+
+    listen: tuple[str, int] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
@@ -128,6 +135,7 @@ class Config:
     runner: RunnerConfig
     git: GitConfig
     spikes: SpikesConfig
+    metrics: MetricsConfig
 
 
 # -- value parsers: each takes the text and returns the value or raises ValueError
@@ -284,6 +292,14 @@ def _webhook(value: str) -> str:
     return value
 
 
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not _WHOLE.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
+    return host, int(port)
+
+
 def _existing_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError(f"{value!r} is not a readable file")
@@ -353,6 +369,9 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
         "webhook_retries": (_integer(0, 100), "3"),
         "keep": (_integer(1, 1000000), "1000"),
         "max_age": (_duration_seconds, "90d"),
+    },
+    "metrics": {
+        "listen": (_listen, None),
     },
 }
 
@@ -525,6 +544,7 @@ def load_config(
         daemon=DaemonConfig(**{**fields_of("daemon"), "state_dir": path(values["daemon", "state_dir"], state)}),
         runner=RunnerConfig(**fields_of("runner")),
         spikes=SpikesConfig(**fields_of("spikes")),
+        metrics=MetricsConfig(**fields_of("metrics")),
         git=GitConfig(
             **{
                 **fields_of("git"),
