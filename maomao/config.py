@@ -427,10 +427,26 @@ def _read_file(path: Path) -> configparser.ConfigParser:
     return parser
 
 
+class _Problems:
+    """Where a problem with the configuration goes: raised at once (``load_config``), or collected."""
+
+    def __init__(self, collect: bool) -> None:
+        self.collect = collect
+        self.found: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        if not self.collect:
+            raise ConfigError(message)
+        self.found.append(message)
+
+
 def _raw_values(
-    parser: configparser.ConfigParser | None, environ: Mapping[str, str]
+    parser: configparser.ConfigParser | None,
+    environ: Mapping[str, str],
+    problem: Callable[[str], None] | None = None,
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """(section, key) -> (text, where it came from), legacy keys mapped."""
+    problem = problem or _Problems(collect=False)
     raw: dict[tuple[str, str], tuple[str, str]] = {}
     if parser is not None:
         if parser.has_option("WORKING_ENVIRONMENT", "importdir"):
@@ -441,26 +457,28 @@ def _raw_values(
         if parser.has_section("ETCD"):
             host = parser.get("ETCD", "host", fallback="127.0.0.1").strip()
             port = parser.get("ETCD", "port", fallback="2379").strip()
+            good = True
             if not _WHOLE.fullmatch(port) or not 1 <= int(port) <= 65535:
-                raise ConfigError(f"[ETCD] port = {port!r}: must be a port number from 1 to 65535")
+                problem(f"[ETCD] port = {port!r}: must be a port number from 1 to 65535")
+                good = False
             if ":" in host and not host.startswith("["):
                 host = f"[{host}]"  # an IPv6 address
             if not _HOST.fullmatch(host):
-                raise ConfigError(f"[ETCD] host = {host!r}: must be a host name or IP address")
+                problem(f"[ETCD] host = {host!r}: must be a host name or IP address")
+                good = False
             raw["store", "backend"] = ("etcd", "[ETCD]")
-            raw["store", "endpoints"] = (f"http://{host}:{port}", "[ETCD] host, port")
+            if good:
+                raw["store", "endpoints"] = (f"http://{host}:{port}", "[ETCD] host, port")
         for section in parser.sections():
             if section in LEGACY_SECTIONS:
                 continue
             if section not in SCHEMA:
-                raise ConfigError(
-                    f"[{section}]: unknown section; known: {', '.join(SCHEMA)}"
-                )
+                problem(f"[{section}]: unknown section; known: {', '.join(SCHEMA)}")
+                continue
             for key, value in parser.items(section):
                 if key not in SCHEMA[section]:
-                    raise ConfigError(
-                        f"[{section}] {key}: unknown key; known: {', '.join(SCHEMA[section])}"
-                    )
+                    problem(f"[{section}] {key}: unknown key; known: {', '.join(SCHEMA[section])}")
+                    continue
                 raw[section, key] = (value.strip(), f"[{section}] {key}")
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -470,9 +488,8 @@ def _raw_values(
             if rest.startswith(section + "_"):
                 key = rest[len(section) + 1 :]
                 if key not in keys:
-                    raise ConfigError(
-                        f"{name}: [{section}] has no key {key!r}; known: {', '.join(keys)}"
-                    )
+                    problem(f"{name}: [{section}] has no key {key!r}; known: {', '.join(keys)}")
+                    break
                 raw[section, key] = (value.strip(), name)
     return raw
 
@@ -482,10 +499,36 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Find, read, override and validate the configuration."""
+    config = _load(explicit, environ, _Problems(collect=False))
+    assert config is not None
+    return config
+
+
+def check_config(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Config | None, list[str]]:
+    """Like :func:`load_config`, but every problem found: (the config or None, the problems' lines).
+
+    A file that cannot be found or read is one problem (nothing after it can be checked).
+    """
+    problems = _Problems(collect=True)
+    try:
+        config = _load(explicit, environ, problems)
+    except ConfigError as exc:
+        return None, [*problems.found, str(exc)]
+    return (None if problems.found else config), problems.found
+
+
+def _load(
+    explicit: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None,
+    problem: _Problems,
+) -> Config | None:
     environ = os.environ if environ is None else environ
     source = find_config(explicit)
     parser = _read_file(source) if source is not None else None
-    raw = _raw_values(parser, environ)
+    raw = _raw_values(parser, environ, problem)
     base = source.parent if source is not None else Path.cwd()
 
     values: dict[tuple[str, str], Any] = {}
@@ -506,7 +549,8 @@ def load_config(
                     where = f"{origin} ({where})"
                 elif origin not in ("default", where):
                     where = f"{origin} (as {where})"  # a legacy key
-                raise ConfigError(f"{where} = {text!r}: {exc}") from None
+                problem(f"{where} = {text!r}: {exc}")
+                values[section, key] = None
 
     def path(value: str | None, fallback: Path) -> Path:
         if value is None:
@@ -514,8 +558,11 @@ def load_config(
         candidate = Path(value).expanduser()
         return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
+    if problem.found:
+        return None
     if (values["store", "cert"] is None) != (values["store", "key"] is None):
-        raise ConfigError("[store] cert and key: give both (the client certificate and its key) or neither")
+        problem("[store] cert and key: give both (the client certificate and its key) or neither")
+        return None
     backend = values["store", "backend"]
     if backend is None:
         backend = "etcd" if ("store", "endpoints") in raw else "embedded"

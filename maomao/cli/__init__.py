@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 from cyclopts import App, CycloptsError, Parameter
 
@@ -31,9 +32,28 @@ ctl.command("maomao.cli.tool:app", name="tool", help="Register, list, schedule, 
 ctl.command("maomao.cli.dataset:app", name="dataset", help="Register, list, clone and remove datasets.")
 ctl.command("maomao.cli.member:app", name="member", help="List the live members.")
 ctl.command("maomao.cli.spikes:app", name="spikes", help="The spikes found in the tools' series.")
+ctl.command(
+    "maomao.cli.status:status", name="status",
+    help="The collaboration on one screen: store, members, running and next runs, recent failures and spikes.",
+)
 app.command(ctl)
 app.command("maomao.cli.daemon:daemon", name="daemon", help="Run this machine's member of the collaboration.")
 app.command("maomao.cli.offline:app", name="spikes", help="Spike detection on a CSV file, offline: score, plot.")
+
+
+@app.command(name="completion")
+def completion(shell: Literal["bash", "zsh"], /) -> None:
+    """Print the shell completion script for maomao.
+
+    bash: ``maomao completion bash > /etc/bash_completion.d/maomao``;
+    zsh: ``maomao completion zsh > "${fpath[1]}/_maomao"``.
+
+    Parameters
+    ----------
+    shell
+        The shell: bash or zsh.
+    """
+    sys.stdout.write(app.generate_completion(prog_name="maomao", shell=shell))
 
 
 def _one_line(text: str) -> str:
