@@ -257,7 +257,11 @@ def daemon_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
         for k, v in os.environ.items()
         if not k.startswith(("MAOMAO_", "NOTIFY_", "WATCHDOG_")) and k not in ("STATE_DIRECTORY", "XDG_CONFIG_HOME")
     }
-    env.update(HOME=str(home), XDG_STATE_HOME=str(home / "state"), LANG="C.UTF-8", PYTHONDONTWRITEBYTECODE="1")
+    # MAOMAO_LOG=stderr: the tests read a daemon's log from its stderr, even with a journald running
+    env.update(
+        HOME=str(home), XDG_STATE_HOME=str(home / "state"), LANG="C.UTF-8", PYTHONDONTWRITEBYTECODE="1",
+        MAOMAO_LOG="stderr",
+    )
     env.pop("PYTHONWARNINGS", None)
     if extra:
         env.update(extra)
