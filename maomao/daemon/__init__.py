@@ -3,6 +3,8 @@
 Started in order, each with ``await nursery.start()`` (DESIGN section 4):
 
 1. signals: SIGTERM/SIGINT drain and stop, SIGHUP reloads the config;
+   then the Prometheus endpoint when ``[metrics] listen`` is set
+   (:mod:`maomao.metrics`; an address that cannot be bound is logged, not fatal);
 2. membership: the lease and ``members/<me>``, kept alive (registered
    before the nursery opens: a name in use stops the daemon with exit 1);
 3. the state cache: read, then follow with a watch;
@@ -39,6 +41,7 @@ from maomao.daemon.recording import Outbox
 from maomao.daemon.retention import RetentionSweeper
 from maomao.daemon.scheduler import Scheduler
 from maomao.errors import StoreError, StoreUnavailable
+from maomao.metrics import InstrumentedStore, Metrics, serve_metrics
 from maomao.runner import Runner, RunnerUnavailable
 from maomao.runner.process import ProcessRunner
 from maomao.store import Store, open_store
@@ -68,7 +71,8 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier
-        self.store: Store = open_store(config.store)
+        self.metrics = Metrics()
+        self.store: Store = InstrumentedStore(open_store(config.store), self.metrics)
         self.keys = Keys(config.store.prefix)
         self.runners, self.runtimes_note = available_runners(config)
         self.membership = Membership(
@@ -78,11 +82,14 @@ class Daemon:
         self.cache = StateCache(self.store, self.keys)
         self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox")
         self.repos = DataRepos(config, self.store, self.keys)
-        self.detection = Detection(config, self.store, self.keys)
+        self.detection = Detection(config, self.store, self.keys, self.metrics)
         self.executor = Executor(
             self.store, self.keys, config, self.cache, self.runners, self.outbox, repos=self.repos,
-            detection=self.detection,
+            detection=self.detection, metrics=self.metrics,
         )
+        self.metrics.gauge("maomao_members", "Live members of the collaboration.", lambda: len(self.cache.members))
+        self.metrics.gauge("maomao_outbox_records", "Run records waiting in the outbox.", lambda: len(self.outbox))
+        self.metrics.gauge("maomao_runs_active", "Runs going on this member.", lambda: len(self.executor.active))
         self.scheduler = Scheduler(self.store, self.keys, config, self.cache, self.membership, self.executor)
         self.retention = RetentionSweeper(self.store, self.keys, config, self.cache, self.membership)
 
@@ -200,6 +207,8 @@ class Daemon:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._signals, nursery)
+                if self.config.metrics.listen is not None:
+                    await nursery.start(serve_metrics, self.config.metrics.listen, self.metrics.render)
                 await nursery.start(self.membership.keep_alive)
                 await nursery.start(self.cache.follow)
                 await nursery.start(self.outbox.flush_loop)

@@ -38,6 +38,7 @@ import trio
 
 from maomao.config import Config
 from maomao.errors import MaomaoError, StoreError, StoreUnavailable
+from maomao.metrics import Metrics
 from maomao.model import Run, Spike, Tool, utc_iso
 from maomao.spikes.alerts import Alert, emit, post_json
 from maomao.store import Store
@@ -79,8 +80,11 @@ def _deviation(value: float, baseline: float) -> float | None:
 class Detection:
     """Scores a tool's series after its runs and sends the alerts."""
 
-    def __init__(self, config: Config, store: Store | None, keys: Keys | None) -> None:
+    def __init__(
+        self, config: Config, store: Store | None, keys: Keys | None, metrics: Metrics | None = None
+    ) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self.store = store
         self.keys = keys
         self.alerts = 0
@@ -180,6 +184,7 @@ class Detection:
             return ()
         for alert in alerts:
             self.alerts += 1
+            self.metrics.spikes.inc(tool=alert.tool, metric=alert.metric)
             emit(alert)
             await self._record(alert)
             if self.config.spikes.webhook:

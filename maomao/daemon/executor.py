@@ -27,6 +27,7 @@ from maomao.daemon.detection import Detection
 from maomao.daemon.recording import Outbox, PendingRecord
 from maomao.errors import StoreError, StoreUnavailable
 from maomao.gitdata import GitError
+from maomao.metrics import Metrics
 from maomao.model import Claim, Run, Tool, utc_iso
 from maomao.runner import Confinement, Runner, RunnerUnavailable, RunOutcome, RunSpec, log_path
 from maomao.store import Compare, Put, Store
@@ -81,8 +82,10 @@ class Executor:
         now: Callable[[], datetime] | None = None,
         repos: DataRepos | None = None,
         detection: Detection | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.now = now or wall_clock
+        self.metrics = metrics or Metrics()
         self.store = store
         self.keys = keys
         self.config = config
@@ -133,6 +136,8 @@ class Executor:
         try:
             if job.not_before is not None:
                 await trio.sleep(max(0.0, (job.not_before - self.now()).total_seconds()))
+                # a scheduled slot's run starts now: how late (a takeover, a backlog, a busy member)
+                self.metrics.lateness.observe(max(0.0, (self.now() - job.not_before).total_seconds()))
             began = trio.current_time()
             run = await self._run(job)
             if run is not None:
@@ -147,6 +152,8 @@ class Executor:
                     self.cache.note_recorded(pending.run_key)
                 job.timed("record", recording)
                 total = (trio.current_time() - began) * 1000
+                self.metrics.runs.inc(tool=job.tool, state=run.state)
+                self.metrics.run_duration.observe(total / 1000, tool=job.tool)
                 phases = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in job.phases.items())
                 log.info(
                     "run %s of %s: %s (%s) in %.0f ms (%s)", job.run_id, job.tool, run.state, outcome, total, phases
