@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Engine API) with runc, busybox-static for locally built test images, systemd (journald)
 DEBS   := etcd-server etcd-client podman runc busybox-static systemd
 
-.PHONY: run test deps venv lint typecheck pytest bench clean
+.PHONY: run test deps venv lint typecheck pytest bench clean zipapp deb
 
 # the daemon on the embedded store (no etcd); its state under ~/.local/state/maomao
 # unless a config.ini (./, ~/.config/maomao/, /etc/maomao/) or MAOMAO_CONFIG says otherwise
@@ -51,3 +51,13 @@ bench: venv deps
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# the zipapp (shiv; settings in shiv.toml): runs with only python3, `dist/maomao --version`
+ZIPAPP ?= dist/maomao
+zipapp: venv
+	$(BIN)/python packaging/build_zipapp.py -o $(ZIPAPP)
+
+# the Debian package dist/maomao_VERSION_ARCH.deb: the zipapp as /usr/bin/maomao, the unit, the config
+DEBDIR ?= dist
+deb: zipapp
+	$(BIN)/python packaging/build_deb.py --zipapp $(ZIPAPP) --output-dir $(DEBDIR)
