@@ -10,19 +10,14 @@ from pathlib import Path
 import pytest
 
 from maomao.model import Spike
-from tests.support.cli import MAOMAO, Ctl, clean_env, embedded_contents, embedded_put, run
+from tests.support.cli import MAOMAO, Ctl, clean_env, embedded_ctl, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def ctl(tmp_path: Path) -> Ctl:
-    home = tmp_path / "home"
-    home.mkdir()
-    config = tmp_path / "embedded.ini"
-    config.write_text(f"[store]\nbackend = embedded\npath = {tmp_path}/store.db\n")
-    db = tmp_path / "store.db"
-    return Ctl("embedded", home, config, embedded_contents(db), embedded_put(db))
+    return embedded_ctl(tmp_path)
 
 
 def spike(tool: str, run_id: str, detected: str, value: float = 400.0) -> Spike:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from maomao.model import Claim, Member, Run, Spike
-from tests.support.cli import MAOMAO, Ctl, clean_env, embedded_contents, embedded_put, run
+from tests.support.cli import MAOMAO, Ctl, clean_env, embedded_ctl, run
 from tests.support.etcd import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -21,12 +21,7 @@ def iso(moment: datetime) -> str:
 
 @pytest.fixture
 def ctl(tmp_path: Path) -> Ctl:
-    home = tmp_path / "home"
-    home.mkdir()
-    config = tmp_path / "embedded.ini"
-    config.write_text(f"[store]\nbackend = embedded\npath = {tmp_path}/store.db\n")
-    db = tmp_path / "store.db"
-    return Ctl("embedded", home, config, embedded_contents(db), embedded_put(db), flag=False)
+    return embedded_ctl(tmp_path, flag=False)
 
 
 def failed_run(tool: str, run_id: str, finished: datetime, state: str = "failed") -> Run:

@@ -229,3 +229,14 @@ class Ctl:
             if key.startswith(prefix):
                 found[key[len(prefix) :]] = json.loads(value)
         return found
+
+
+def embedded_ctl(tmp_path: Path, *, flag: bool = True) -> Ctl:
+    """The CLI on an embedded store in ``tmp_path`` (config passed with ``--config``, or via
+    ``$MAOMAO_CONFIG`` when ``flag`` is false)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    config = tmp_path / "embedded.ini"
+    config.write_text(f"[store]\nbackend = embedded\npath = {tmp_path}/store.db\n")
+    db = tmp_path / "store.db"
+    return Ctl("embedded", home, config, embedded_contents(db), embedded_put(db), flag=flag)

@@ -9,18 +9,10 @@ import pytest
 from maomao.config import load_config
 from maomao.daemon.detection import Detection, detector_params
 from maomao.errors import ValidationError
-from maomao.model import Tool
+from tests.support.tools import make_tool
 
 pytestmark = pytest.mark.timeout(30)
 
-
-def make_tool(**changes: object) -> Tool:
-    fields: dict[str, object] = {
-        "name": "t", "author": "a", "image": "lab/tool:1", "data_repo": "/srv/d", "code_repo": "/srv/c",
-        "artefact": "x",
-    }
-    fields.update(changes)
-    return Tool(**fields)  # type: ignore[arg-type]
 
 
 def detection(tmp_path: Path, **env: str) -> Detection:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from maomao.config import RunnerConfig
-from maomao.model import Limits, Tool
+from maomao.model import Limits
 from maomao.runner import Confinement, RunSpec, pinned_reference
+from tests.support.tools import make_tool
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -28,14 +29,6 @@ def test_pinned_reference_replaces_tag_and_digest(image: str, expected: str) -> 
     assert pinned_reference(image, DIGEST) == expected
     assert pinned_reference(image, None) == image
 
-
-def make_tool(**changes: object) -> Tool:
-    fields: dict[str, object] = {
-        "name": "t", "author": "a", "image": "lab/tool:1", "data_repo": "/srv/d", "code_repo": "/srv/c",
-        "artefact": "x",
-    }
-    fields.update(changes)
-    return Tool(**fields)  # type: ignore[arg-type]
 
 
 DEFAULTS = RunnerConfig(
