@@ -69,6 +69,15 @@ class Series:
         self.labels.append(label)
 
 
+def _inside(path: Path, directory: Path) -> bool:
+    """A regular file that is really in ``directory``: a symlink (or ``..``) a tool made to point
+    elsewhere is not read."""
+    try:
+        return path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(directory.resolve())
+    except OSError:
+        return False
+
+
 def _small_text(path: Path) -> str | None:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -81,7 +90,8 @@ def _small_text(path: Path) -> str | None:
 def control_series(directory: Path) -> Series:
     """The ``control-<n>.csv`` files: one number each, in the natural order of their names."""
     series = Series(CONTROL)
-    files = sorted((p for p in directory.glob(CONTROL_GLOB) if p.is_file()), key=lambda p: natural_key(p.name))
+    found = (p for p in directory.glob(CONTROL_GLOB) if _inside(p, directory))
+    files = sorted(found, key=lambda p: natural_key(p.name))
     for path in files:
         text = _small_text(path)
         # one number: the file's first non-empty line (a trailing newline or a header-less CSV cell)
@@ -115,9 +125,8 @@ def _rows(path: Path) -> Iterable[list[str]]:
 def declared_series(directory: Path, spec: MetricSpec) -> Series:
     """A declared metric: COLUMN of the CSV files matching GLOB, ordered by time, file and line."""
     series = Series(spec.name)
-    root = directory.resolve()
     files = sorted(
-        (p for p in directory.glob(spec.glob) if p.is_file() and p.resolve().is_relative_to(root)),
+        (p for p in directory.glob(spec.glob) if _inside(p, directory)),
         key=lambda p: natural_key(str(p.relative_to(directory))),
     )
     points: list[tuple[TimeKey, int, int, str, str | None]] = []

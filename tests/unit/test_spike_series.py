@@ -82,3 +82,14 @@ def test_tool_series_lists_control_then_declared(tmp_path: Path) -> None:
     write(tmp_path, "control-1.csv", "5\n")
     write(tmp_path, "m.csv", "time,v\n1,2\n")
     assert [s.name for s in tool_series(tmp_path, ["m=m.csv"])] == ["control", "m"]
+
+
+def test_symlinks_out_of_the_data_directory_are_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("42\n")
+    data = tmp_path / "data"
+    write(data, "control-0.csv", "1\n")
+    (data / "control-1.csv").symlink_to(outside)
+    (data / "m.csv").symlink_to(outside)
+    assert control_series(data).values == [1.0]
+    assert declared_series(data, MetricSpec.parse("m=m.csv")).values == []
