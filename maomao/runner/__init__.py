@@ -143,13 +143,20 @@ def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
         return ""
 
 
+def split_reference(image: str) -> tuple[str, str | None, str | None]:
+    """``(repository, tag, digest)`` of an image reference (a colon after the last ``/`` is a tag,
+    one before it a registry port)."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    tag = None
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+    return name, tag, digest or None
+
+
 def pinned_reference(image: str, digest: str | None) -> str:
     """``image`` with its tag replaced by ``digest`` (``repo@sha256:…``); ``image`` when not pinned."""
     if digest is None:
         return image
-    name = image.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:  # a tag, not a registry port
-        name = name[:colon]
-    return f"{name}@{digest}"
+    return f"{split_reference(image)[0]}@{digest}"

@@ -61,7 +61,7 @@ from typing import IO, TYPE_CHECKING, Any
 import trio
 
 from maomao.errors import MaomaoError
-from maomao.runner import RunnerUnavailable, RunOutcome, RunSpec, RunState, read_tail
+from maomao.runner import RunnerUnavailable, RunOutcome, RunSpec, RunState, read_tail, split_reference
 
 if TYPE_CHECKING:
     from maomao.config import RunnerConfig
@@ -139,17 +139,6 @@ def connect(url: str, timeout: float | None = REQUEST_TIMEOUT, version: str | No
 
 
 # -- images ------------------------------------------------------------------------------------
-
-
-def split_reference(image: str) -> tuple[str, str | None, str | None]:
-    """``(repository, tag, digest)`` of an image reference."""
-    name, _, digest = image.partition("@")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    tag = None
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1 :]
-    return name, tag, digest or None
 
 
 def _repository_names(repository: str) -> set[str]:

@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import end_process
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
@@ -111,13 +113,7 @@ class EtcdCluster:
         for node in targets:
             if node.process is None:
                 continue
-            if node.process.poll() is None:
-                node.process.send_signal(sig)
-                try:
-                    node.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    node.process.kill()
-                    node.process.wait()
+            end_process(node.process, sig)
             node.process = None
 
     def destroy(self) -> None:

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import end_process
+
 JOURNALD = Path("/lib/systemd/systemd-journald")
 SOCKET = Path("/run/systemd/journal/socket")
 
@@ -67,11 +69,6 @@ class Journald:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            end_process(self.process)
         self.process = None

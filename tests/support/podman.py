@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import end_process
+
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
 BUSYBOX = Path("/bin/busybox")
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
@@ -193,13 +195,7 @@ class Podman:
             with contextlib.suppress(Exception):
                 self.podman("rmi", "--all", "--force", check=False)
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            end_process(self.process)
             self.process = None
         self._unmount()
         shutil.rmtree(self.root, ignore_errors=True)
