@@ -49,6 +49,7 @@ class Job:
     slot: str
     trigger: str
     claim: Claim
+    #: the claim's create_revision: what fences marking it running and recording the run
     fence: int
     lease: int
     request_key: str | None = None
@@ -196,7 +197,7 @@ class Executor:
         key = self.keys.claim(job.tool, job.run_id)
         try:
             result = await self.store.txn(
-                [Compare(key, "mod", "=", job.fence)], [Put(key, running.to_value(), job.lease)]
+                [Compare(key, "create", "=", job.fence)], [Put(key, running.to_value(), job.lease)]
             )
         except (StoreUnavailable, StoreError) as exc:
             log.warning("run %s of %s: could not mark it running (%s); running it anyway", job.run_id, job.tool, exc)
@@ -205,7 +206,7 @@ class Executor:
         if not result.succeeded:
             log.warning("run %s of %s: claim lost as it started; stopping it", job.run_id, job.tool)
             return False
-        job.claim, job.fence = running, result.revision
+        job.claim = running
         return True
 
     async def _run(self, job: Job) -> Run | None:
@@ -231,8 +232,8 @@ class Executor:
         lost = False
 
         async def mark_running() -> None:
-            # off the start's critical path; the nursery waits for it, so the
-            # fence is current before the run is recorded
+            # off the start's critical path; the nursery waits for it, so a
+            # claim lost as the run started is known before the run is recorded
             nonlocal lost
             if not await self._mark_running(job):
                 lost = True

@@ -1,8 +1,12 @@
 """Recording a finished run: fenced by the claim, kept in a local outbox while the store is away.
 
 A run is recorded in one transaction that puts ``runs/<tool>/<run-id>`` and
-deletes the claim (and the run request), only while the claim still has
-the mod_revision this member last wrote (the fencing token).  If the claim
+deletes the claim (and the run request), only while the claim is still the
+one this member created: its create_revision is the fencing token.  (Only
+its owner changes a claim, to mark it running; a claim that expired and was
+taken again is a new key with a new create_revision.  A mod_revision would
+not do: a write whose answer the store lost moves it without the member
+knowing.)  If the claim
 has gone because this member's lease expired while nobody else took the
 slot over (a store outage longer than the ttl), the run is still recorded,
 as long as neither a claim nor a run exists for it.  A member that lost its
@@ -69,7 +73,7 @@ async def write_record(store: Store, pending: PendingRecord) -> Literal["recorde
     if pending.request_key:
         ops.append(Delete(pending.request_key))
     result = await store.txn(
-        [Compare(pending.claim_key, "mod", "=", pending.fence)], ops, [Get(pending.claim_key), Get(pending.run_key)]
+        [Compare(pending.claim_key, "create", "=", pending.fence)], ops, [Get(pending.claim_key), Get(pending.run_key)]
     )
     if result.succeeded:
         return "recorded"

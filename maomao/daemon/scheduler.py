@@ -7,7 +7,7 @@ claims at once, the others only after ``claim_grace``, which spreads the
 load and still covers a member that is gone.  A claim is a transaction:
 ``claims/<tool>/<run-id>`` and ``runs/<tool>/<run-id>`` both absent -> put
 the claim bound to this member's lease.  One member wins; its claim's
-mod_revision fences what it records.  A slot stays pending on every member
+create_revision fences what it records.  A slot stays pending on every member
 until its run is recorded or its deadline passes, so when a claimer dies
 and its lease expires the claim disappears and another member takes the
 slot over.
