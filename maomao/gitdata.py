@@ -14,6 +14,8 @@ Every function here blocks; the daemon calls them through
   commit local ("pending") for a later ``push()``.
 - ``commit_failed_run()`` commits a failed run's output to
   ``maomao/failed/<run-id>`` and restores the work tree to the branch head.
+- ``withdraw_run()`` moves an unpushed run's commit to the local branch
+  ``maomao/lost/<run-id>`` (its slot went to another member: fencing).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ PushState = Literal["pushed", "rebased", "conflict", "pending", "disabled"]
 REMOTE = "origin"
 CONFLICTS = "maomao/conflicts/"
 FAILED = "maomao/failed/"
+#: runs whose slot this member lost (fencing): kept here, never pushed
+LOST = "maomao/lost/"
 _TRAILER_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _PUSH_ATTEMPTS = 10
 
@@ -624,11 +628,14 @@ class DataRepo:
                 notes.append(f"{ref} refused")
         return "; ".join(notes)
 
-    def commit_failed_run(self, run_id: str, message: str, trailers: Mapping[str, str]) -> str | None:
+    def commit_failed_run(
+        self, run_id: str, message: str, trailers: Mapping[str, str], *, push: bool = True
+    ) -> str | None:
         """Commit a failed run's output to maomao/failed/<run-id>, push it, restore the work tree.
 
         Returns the commit id, or None when the run wrote nothing. The branch is
-        kept locally when the push fails; a later ``push()`` delivers it.
+        kept locally when the push fails (or ``push`` is false); a later
+        ``push()`` or ``push_failed_run()`` delivers it.
         """
         ref = f"refs/heads/{FAILED}{run_id}"
         if not run_id or not pygit2.reference_is_valid_name(ref):
@@ -646,14 +653,81 @@ class DataRepo:
             repo.references.create(ref, oid, force=True)
         finally:
             self._clean(repo, parent)
-        if self.push_enabled:
-            try:
-                rejected = self._push_refs(repo, [f"+{ref}:{ref}"])
-            except RemoteUnavailable:
-                rejected = {ref: "unreachable"}
-            if not rejected:
-                repo.references.delete(ref)
+        if push:
+            self.push_failed_run(run_id)
         return str(oid)
+
+    def push_failed_run(self, run_id: str) -> bool:
+        """Deliver maomao/failed/<run-id> if it waits here; whether it is on the remote now."""
+        ref = f"refs/heads/{FAILED}{run_id}"
+        repo = self._repo()
+        if ref not in repo.references:
+            return True
+        if not self.push_enabled:
+            return False
+        try:
+            rejected = self._push_refs(repo, [f"+{ref}:{ref}"])
+        except RemoteUnavailable:
+            return False
+        if not rejected:
+            repo.references.delete(ref)
+        return not rejected
+
+    def withdraw_run(self, run_id: str) -> str | None:
+        """Take an unpushed run's commit off the way to the remote; the local branch now holding it.
+
+        For a run whose slot this member lost (fencing): its commit on the
+        branch (with the commits after it replayed onto its parent) or its
+        failed-run branch moves to ``maomao/lost/<run-id>``, a local branch no
+        push ever sends.  None when no unpushed commit of the run is here.
+        """
+        lost = f"refs/heads/{LOST}{run_id}"
+        if not run_id or not pygit2.reference_is_valid_name(lost):
+            raise GitError(f"{self._name()}: run id {run_id!r} is not a valid branch name")
+        repo = self._repo()
+        failed = f"refs/heads/{FAILED}{run_id}"
+        if failed in repo.references:
+            target = repo.references[failed].target
+            assert isinstance(target, pygit2.Oid)
+            repo.references.create(lost, target, force=True)
+            repo.references.delete(failed)
+            return LOST + run_id
+        branch = self._branch_name(repo)
+        tip = self._local(repo, branch)
+        remote = self._tracking(repo, branch)
+        above: list[pygit2.Commit] = []
+        oid = tip
+        while oid is not None and oid != remote:
+            commit = repo.get(oid)
+            assert isinstance(commit, pygit2.Commit)
+            if _trailer_value(commit.message, "Maomao-Run") == run_id:
+                break
+            above.append(commit)
+            oid = commit.parent_ids[0] if commit.parent_ids else None
+        else:
+            return None  # pushed already, or never committed here
+        repo.references.create(lost, commit.id, force=True)
+        base: pygit2.Oid | None = commit.parent_ids[0] if commit.parent_ids else None
+        empty = repo.get(repo.TreeBuilder().write())
+        for later in reversed(above):
+            ancestor = later.parents[0].tree if later.parents else empty
+            base_commit = repo.get(base) if base is not None else None
+            base_tree = base_commit.tree if isinstance(base_commit, pygit2.Commit) else empty
+            assert isinstance(ancestor, pygit2.Tree) and isinstance(base_tree, pygit2.Tree)
+            merged = repo.merge_trees(ancestor, base_tree, later.tree)
+            if merged.conflicts is not None:
+                # a later run changed the same files: keep it as it was, lost run and all
+                repo.references.delete(lost)
+                raise GitError(f"{self._name()}: run {run_id} cannot be taken out from under later runs")
+            tree = merged.write_tree(repo)
+            base = repo.create_commit(None, later.author, later.committer, later.message, tree, [base] if base else [])
+        if base is None:
+            repo.references.delete(f"refs/heads/{branch}")
+            repo.set_head(f"refs/heads/{branch}")
+        else:
+            repo.references.create(f"refs/heads/{branch}", base, force=True)
+        self._clean(repo, base)
+        return LOST + run_id
 
     def pending_failed_branches(self) -> list[str]:
         """Failed-run branches committed here and not delivered to the remote yet."""

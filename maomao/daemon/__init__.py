@@ -80,7 +80,7 @@ class Daemon:
             config.daemon.labels,
         )
         self.cache = StateCache(self.store, self.keys)
-        self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox")
+        self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox", self._withdraw)
         self.repos = DataRepos(config, self.store, self.keys)
         self.detection = Detection(config, self.store, self.keys, self.metrics)
         self.executor = Executor(
@@ -172,6 +172,12 @@ class Daemon:
             await self.executor.drain(self.config.daemon.shutdown_grace)
             await self.membership.leave()
         nursery.cancel_scope.cancel()
+
+    async def _withdraw(self, tool: str, run_id: str) -> None:
+        """A run the outbox found fenced: its commit must not reach the remote."""
+        known = self.cache.tools.get(tool)
+        if known is not None:
+            await self.repos.withdraw(known, run_id)
 
     def _outbox_holds(self, tool: str) -> bool:
         prefix = self.keys.claims_of(tool)

@@ -19,7 +19,7 @@ tool; network operations are bounded by ``[git] timeout``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -119,17 +119,39 @@ class DataRepos:
             return f"fetch failed, ran on the local clone: {exc}"
         return ""
 
-    async def finish(self, tool: Tool, facts: RunFacts, note: str = "") -> GitOutcome:
+    async def finish(
+        self, tool: Tool, facts: RunFacts, note: str = "", owned: Callable[[], Awaitable[bool | None]] | None = None
+    ) -> GitOutcome:
         """Commit (and push) what the run wrote; never raises for git trouble.
 
         ``note`` (what :meth:`prepare` said) leads the outcome's detail.
+        ``owned`` is asked between the commit and the push whether this member
+        still holds the run's slot (fencing): False moves the commit to
+        ``maomao/lost/<run-id>`` (push "lost": nothing reaches the remote),
+        None (the store does not answer) keeps it local for the retry loop.
         """
         repo = self.repo(tool)
         try:
             if facts.state == "succeeded":
-                outcome = await self._git(tool.name, partial(self._commit_success, repo, facts))
+                commit = await self._git(tool.name, partial(repo.commit_run, facts.message(), facts.trailers()))
             else:
-                outcome = await self._git(tool.name, partial(self._commit_failure, repo, facts))
+                commit = await self._git(
+                    tool.name, partial(repo.commit_failed_run, facts.run_id, facts.message(), facts.trailers(),
+                                       push=False)
+                )
+            verdict = await owned() if owned is not None and commit is not None else True
+            if verdict is False:
+                lost = await self._git(tool.name, partial(repo.withdraw_run, facts.run_id))
+                log.warning("run %s of %s: its slot went to another member; its commit stays here on %s, unpushed",
+                            facts.run_id, tool.name, lost)
+                outcome = GitOutcome(commit, "lost", lost, "the slot went to another member: not pushed")
+            elif verdict is None:
+                branch = f"maomao/failed/{facts.run_id}" if facts.state != "succeeded" else None
+                outcome = GitOutcome(commit, "pending", branch, "the store does not answer: pushed once recorded")
+            elif facts.state == "succeeded":
+                outcome = await self._git(tool.name, partial(self._push_success, repo, commit))
+            else:
+                outcome = await self._git(tool.name, partial(self._push_failure, repo, facts, commit))
         except GitError as exc:
             log.error("run %s of %s: its output stays uncommitted in %s: %s", facts.run_id, tool.name, repo.path, exc)
             outcome = GitOutcome(detail=f"not committed: {exc}")
@@ -139,9 +161,19 @@ class DataRepos:
             outcome = replace(outcome, detail="; ".join(d for d in (note, outcome.detail) if d))
         return outcome
 
+    async def withdraw(self, tool: Tool, run_id: str) -> None:
+        """A run recorded nowhere because its slot was lost: keep its commit off the remote."""
+        repo = self.repo(tool)
+        try:
+            lost = await self._git(tool.name, partial(repo.withdraw_run, run_id))
+        except GitError as exc:
+            log.error("run %s of %s lost its slot; its commit could not be set aside: %s", run_id, tool.name, exc)
+            return
+        if lost is not None:
+            log.warning("run %s of %s lost its slot; its commit stays here on %s, unpushed", run_id, tool.name, lost)
+
     @staticmethod
-    def _commit_success(repo: DataRepo, facts: RunFacts) -> GitOutcome:
-        commit = repo.commit_run(facts.message(), facts.trailers())
+    def _push_success(repo: DataRepo, commit: str | None) -> GitOutcome:
         if DataRepos._unpushed(repo) == 0:
             return GitOutcome(commit, "pushed" if commit else "", None)
         result = repo.push()
@@ -154,12 +186,11 @@ class DataRepos:
         return GitOutcome(commit, result.state, None, result.detail if result.state == "pending" else "")
 
     @staticmethod
-    def _commit_failure(repo: DataRepo, facts: RunFacts) -> GitOutcome:
-        commit = repo.commit_failed_run(facts.run_id, facts.message(), facts.trailers())
+    def _push_failure(repo: DataRepo, facts: RunFacts, commit: str | None) -> GitOutcome:
         if commit is None:
             return GitOutcome()
         branch = f"maomao/failed/{facts.run_id}"
-        if branch not in repo.pending_failed_branches():
+        if repo.push_failed_run(facts.run_id):
             return GitOutcome(commit, "pushed", branch)
         return GitOutcome(commit, "pending" if repo.push_enabled else "disabled", branch)
 
@@ -202,6 +233,8 @@ class DataRepos:
             if tool is None or not (self.path(name) / ".git").exists():
                 self.unsettled.discard(name)
                 continue
+            if held(name):
+                continue  # a record of it waits in the outbox: it may yet be fenced, so no push before it lands
             repo = self.repo(tool)
             try:
                 state = await self._git(name, partial(self._push_pending, repo))

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from maomao.config import Config
 from maomao.daemon.cache import StateCache
 from maomao.daemon.datarepos import DataRepos, GitOutcome, RunFacts
 from maomao.daemon.detection import Detection
-from maomao.daemon.recording import Outbox, PendingRecord
+from maomao.daemon.recording import Outbox, PendingRecord, slot_held
 from maomao.errors import StoreError, StoreUnavailable
 from maomao.gitdata import GitError
 from maomao.metrics import Metrics
@@ -263,9 +264,17 @@ class Executor:
         if self.repos is not None:
             facts = RunFacts(tool.name, job.run_id, job.slot, job.claim.member, job.trigger, state)
             since = trio.current_time()
+            owned = partial(
+                slot_held, self.store, self.keys.claim(job.tool, job.run_id), self.keys.run(job.tool, job.run_id),
+                job.fence,
+            )
             with trio.CancelScope(shield=True):
-                git = await self.repos.finish(tool, facts, note)
+                git = await self.repos.finish(tool, facts, note, owned)
             job.timed("commit", since)
+            if git is not None and git.push == "lost":
+                log.warning("run %s of %s: the slot went to another member while it ran; recording nothing",
+                            job.run_id, job.tool)
+                return None
         if cancelled or outcome is None:
             return self._cancelled(job, spec, git)
         detection: tuple[dict[str, Any], ...] = ()

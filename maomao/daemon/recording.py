@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ import trio
 
 from maomao.errors import StoreError, StoreUnavailable
 from maomao.model import Run
-from maomao.store import Compare, Delete, Get, Operation, Put, Store
+from maomao.store import Compare, Delete, Get, KeyValue, Operation, Put, Store
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,34 @@ async def write_record(store: Store, pending: PendingRecord) -> Literal["recorde
     return "fenced"
 
 
+async def slot_held(store: Store, claim_key: str, run_key: str, fence: int) -> bool | None:
+    """Whether this member may still record (and push) the run: what :func:`write_record` would say.
+
+    True while the claim is the one it created (or neither a claim nor a run
+    exists), False once another member claimed the slot or recorded it, None
+    when the store does not answer.
+    """
+    try:
+        result = await store.txn([], [Get(claim_key), Get(run_key)])
+    except (StoreUnavailable, StoreError):
+        return None
+    claim_now, run_now = result.results
+    if claim_now is None:
+        return run_now is None
+    return isinstance(claim_now, KeyValue) and claim_now.create_revision == fence
+
+
+#: what the outbox calls for a run that turned out fenced (its tool, its run id)
+Fenced = Callable[[str, str], Awaitable[None]]
+
+
 class Outbox:
     """Run records waiting for the store, one file each under ``directory``."""
 
-    def __init__(self, store: Store, directory: Path) -> None:
+    def __init__(self, store: Store, directory: Path, on_fenced: Fenced | None = None) -> None:
         self.store = store
         self.directory = directory
+        self.on_fenced = on_fenced
         self._wake = trio.Event()
         #: claim keys of the runs waiting here (their claims are not orphans)
         self.held: set[str] = set()
@@ -130,7 +153,12 @@ class Outbox:
             return "pending"
         if outcome == "fenced":
             log.warning("run %s of %s lost its claim to another member: not recorded", pending.run.id, pending.run.tool)
+            await self._fenced(pending)
         return outcome
+
+    async def _fenced(self, pending: PendingRecord) -> None:
+        if self.on_fenced is not None:
+            await self.on_fenced(pending.run.tool, pending.run.id)
 
     async def flush(self) -> int:
         """Record what the outbox holds; the number still waiting."""
@@ -148,6 +176,8 @@ class Outbox:
                 waiting += 1
                 continue
             log.info("outbox: run %s of %s %s", pending.run.id, pending.run.tool, outcome)
+            if outcome == "fenced":
+                await self._fenced(pending)
             path.unlink(missing_ok=True)
             self.held.discard(pending.claim_key)
         return waiting
