@@ -99,6 +99,8 @@ class GitConfig:
     ssh_key: Path | None
     timeout: float
     push_retry: float
+    #: files bigger than this (bytes) are left out of a run's commit
+    max_file_size: int = 50 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,21 @@ def _seconds(value: str) -> float:
     number = float(value)
     if not 0 < number < 86400:
         raise ValueError("must be a number of seconds greater than 0 and below 86400")
+    return number
+
+
+_SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)(?:i?b)?", re.ASCII | re.IGNORECASE)
+
+
+def _size(value: str) -> int:
+    """A size in bytes: ``52428800``, ``500k``, ``50m``, ``50MiB``, ``1g`` (binary units)."""
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        raise ValueError("must be a size like 50m, 500k, 1g or a number of bytes")
+    shift = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[match.group(2).lower()]
+    number = int(match.group(1)) << shift
+    if not 1 <= number <= 1 << 40:
+        raise ValueError("must be a size from 1 byte to 1t")
     return number
 
 
@@ -358,6 +375,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
         "ssh_key": (_existing_file, None),
         "timeout": (_seconds, "60"),
         "push_retry": (_seconds, "60"),
+        "max_file_size": (_size, "50m"),
     },
     "spikes": {
         "threshold": (_fraction, None),

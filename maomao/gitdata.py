@@ -16,6 +16,16 @@ Every function here blocks; the daemon calls them through
   ``maomao/failed/<run-id>`` and restores the work tree to the branch head.
 - ``withdraw_run()`` moves an unpushed run's commit to the local branch
   ``maomao/lost/<run-id>`` (its slot went to another member: fencing).
+
+What a tool wrote is untrusted (see ``_stage``): a file bigger than
+``max_file_size``, a nested repository's ``.git``, a fifo or a name git
+refuses is left out of the commit and named in ``left_out``; a symlink is
+committed as a link and never followed; before any checkout or reset,
+symlinks that would make libgit2 write through them (out of the data
+directory) are removed (``_defuse``).  ``problems()`` says whether the
+clone's own ``.git`` is still what maomao made (a tool may have deleted or
+rewritten it: hooks, ``core.fsmonitor``, ``remote.*.pushurl``, alternates);
+``restore()`` sets a damaged one aside and clones the remote's again.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +65,21 @@ FAILED = "maomao/failed/"
 LOST = "maomao/lost/"
 _TRAILER_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _PUSH_ATTEMPTS = 10
+#: files bigger than this are left out of a commit (``[git] max_file_size``)
+DEFAULT_MAX_FILE_SIZE = 50 << 20
+#: names listed in a note about files left out of a commit (the rest are counted)
+_NOTE_NAMES = 10
+#: ``.git/config`` keys a clone of maomao's has (section, key); anything else is not maomao's
+_CONFIG_KEYS = {
+    ("core", "repositoryformatversion"), ("core", "filemode"), ("core", "bare"), ("core", "logallrefupdates"),
+    ("core", "ignorecase"), ("core", "precomposeunicode"), ("core", "symlinks"),
+    ("remote", "url"), ("remote", "fetch"), ("branch", "remote"), ("branch", "merge"),
+}
+#: files a clone's ``.git`` may hold at its top (libgit2's and git's own); others are not maomao's
+_GIT_TOP = {
+    "HEAD", "config", "description", "index", "packed-refs", "FETCH_HEAD", "ORIG_HEAD", "hooks", "info",
+    "objects", "refs", "logs", "branches", "COMMIT_EDITMSG",
+}
 
 Credential = pygit2.Username | pygit2.UserPass | pygit2.Keypair | pygit2.KeypairFromAgent
 #: what a fetch or clone reports as it goes (objects, bytes)
@@ -156,6 +182,43 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def show_name(rel: str) -> str:
+    """A path as one printable line: bytes that are not UTF-8 and control characters escaped."""
+    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
+
+
+def _config_entries(text: str) -> list[tuple[str, str, str, str]] | None:
+    """(section, subsection, key, value) of a git config file's lines; None for a line that is
+    not one (read here, not by libgit2, which would follow ``include.path`` out of the clone)."""
+    entries: list[tuple[str, str, str, str]] = []
+    section = subsection = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            header = re.fullmatch(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]', line)
+            if header is None:
+                return None
+            section, subsection = header.group(1).lower(), header.group(2) or ""
+            if "." in section:  # the old [section.subsection] form
+                section, _, subsection = section.partition(".")
+            continue
+        pair = re.fullmatch(r"([A-Za-z][A-Za-z0-9-]*)\s*(?:=\s*(.*))?", line)
+        if pair is None or not section:
+            return None
+        value = (pair.group(2) or "").strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        entries.append((section, subsection, pair.group(1).lower(), value))
+    return entries
+
+
 def _trailer_value(message: str, key: str) -> str | None:
     prefix = key.lower() + ":"
     for line in reversed(message.splitlines()):
@@ -178,8 +241,13 @@ class DataRepo:
         push: bool = True,
         auth: Auth | None = None,
         progress: Progress | None = None,
+        max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
     ) -> None:
         self.path = Path(path)
+        #: files bigger than this (bytes) are left out of commits; None: no limit
+        self.max_file_size = max_file_size
+        #: what the last commit left out of the work tree, one note each (see ``_stage``)
+        self.left_out: list[str] = []
         self.url = check_repo_url(url, "data repository URL")
         self.author_name = author_name
         self.author_email = author_email
@@ -266,10 +334,20 @@ class DataRepo:
         return "\n".join(lines) + "\n"
 
     def _stage(self, repo: pygit2.Repository) -> bool:
-        """Stage every addition, change and deletion in the work tree; True if any."""
+        """Stage every addition, change and deletion in the work tree; True if any.
+
+        What a tool wrote is not trusted.  A symlink is staged as a link
+        (libgit2 reads the link, never its target); a directory that holds a
+        ``.git`` of its own (a nested repository, which libgit2 would add as
+        a gitlink) is walked here, without following links, its ``.git``
+        left out; a file over ``max_file_size``, anything that is not a file
+        or a link (a fifo, a socket) and a name git refuses are left out.
+        ``left_out`` names what was left out.
+        """
         index = repo.index
         index.read()
         changed = False
+        skipped: dict[str, list[str]] = {}
         for rel, flags in repo.status(untracked_files="all").items():
             parts = Path(rel).parts
             if ".git" in parts or Path(rel).is_absolute() or ".." in parts:
@@ -280,18 +358,69 @@ class DataRepo:
             elif flags & (
                 FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
             ):
-                index.add(rel)
-                changed = True
+                if rel.endswith("/"):
+                    changed |= self._stage_nested(index, rel.rstrip("/"), skipped)
+                else:
+                    changed |= self._stage_file(index, rel, skipped)
             elif flags & (
                 FileStatus.INDEX_NEW | FileStatus.INDEX_MODIFIED | FileStatus.INDEX_DELETED | FileStatus.INDEX_RENAMED
             ):
                 changed = True
         index.write()
+        self.left_out = []
+        for why, names in skipped.items():
+            more = f" and {len(names) - _NOTE_NAMES} more" if len(names) > _NOTE_NAMES else ""
+            self.left_out.append(f"{why}: " + ", ".join(names[:_NOTE_NAMES]) + more)
+        return changed
+
+    def _stage_file(self, index: pygit2.Index, rel: str, skipped: dict[str, list[str]]) -> bool:
+        """Stage one path of the work tree (a file or a link); False when it is left out."""
+        full = os.path.join(self.path, rel)
+        try:
+            info = os.lstat(full)
+        except OSError:
+            return False
+        if stat.S_ISREG(info.st_mode):
+            limit = self.max_file_size
+            if limit is not None and info.st_size > limit:
+                skipped.setdefault(f"left out, over [git] max_file_size ({_mib(limit)})", []).append(
+                    f"{show_name(rel)} ({_mib(info.st_size)})"
+                )
+                return False
+        elif not stat.S_ISLNK(info.st_mode):
+            skipped.setdefault("left out, not a file or a symlink", []).append(show_name(rel))
+            return False
+        try:
+            index.add(rel)
+        except (pygit2.GitError, OSError, ValueError) as exc:
+            skipped.setdefault("left out, refused by git", []).append(f"{show_name(rel)} ({_one_line(exc)})")
+            return False
+        return True
+
+    def _stage_nested(self, index: pygit2.Index, rel: str, skipped: dict[str, list[str]]) -> bool:
+        """Stage the files of an untracked directory libgit2 would not enter (it holds a ``.git``)."""
+        changed = False
+        for dirpath, dirnames, filenames in os.walk(os.path.join(self.path, rel)):  # links are not followed
+            here = os.path.relpath(dirpath, self.path)
+            if ".git" in dirnames:
+                dirnames.remove(".git")
+                skipped.setdefault("left out, a nested repository's .git", []).append(
+                    show_name(os.path.join(here, ".git"))
+                )
+            if ".git" in filenames:
+                filenames.remove(".git")
+                skipped.setdefault("left out, a nested repository's .git", []).append(
+                    show_name(os.path.join(here, ".git"))
+                )
+            names = filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for name in sorted(names):
+                changed |= self._stage_file(index, os.path.join(here, name), skipped)
         return changed
 
     def _clean(self, repo: pygit2.Repository, commit: pygit2.Oid | None) -> None:
         """Reset index and work tree to ``commit`` and remove untracked files."""
         if commit is not None:
+            self._defuse(repo, commit)
             repo.reset(commit, ResetMode.HARD)
         else:
             repo.index.clear()
@@ -313,6 +442,54 @@ class DataRepo:
                 full = Path(dirpath) / d
                 if d != ".git" and full.is_dir() and not full.is_symlink() and not any(full.iterdir()):
                     full.rmdir()
+
+    def _defuse(self, repo: pygit2.Repository, commit: pygit2.Oid) -> None:
+        """Remove what would make a checkout of ``commit`` write out of the work tree.
+
+        libgit2's checkout and hard reset write through a symlink that stands
+        where the tree has a file or a directory (a tool that replaced
+        ``sub/`` with a link to ``/etc`` would have the daemon write ``sub/x``
+        into ``/etc``).  So every symlink in the work tree that is not the
+        very link the tree has there is removed first (its content is
+        committed already, or it is a failed run's, committed to its branch),
+        and so is anything that is not a directory where the tree has one.
+        """
+        target = repo.get(commit)
+        tree = target.peel(pygit2.Tree) if target is not None else None
+        links: dict[str, bytes] = {}
+        dirs: set[str] = set()
+
+        def walk(node: pygit2.Tree, prefix: str) -> None:
+            for entry in node:
+                name = os.path.join(prefix, entry.name or "")
+                if entry.filemode == FileMode.TREE:
+                    dirs.add(name)
+                    sub = repo.get(entry.id)
+                    if isinstance(sub, pygit2.Tree):
+                        walk(sub, name)
+                elif entry.filemode == FileMode.LINK:
+                    blob = repo.get(entry.id)
+                    links[name] = blob.data if isinstance(blob, pygit2.Blob) else b""
+
+        if tree is not None:
+            walk(tree, "")
+        for dirpath, dirnames, filenames in os.walk(self.path):  # links are not followed
+            here = os.path.relpath(dirpath, self.path)
+            here = "" if here == "." else here
+            if here == "":
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in [*dirnames, *filenames]:
+                full = os.path.join(dirpath, name)
+                rel = os.path.join(here, name)
+                try:
+                    info = os.lstat(full)
+                    if stat.S_ISLNK(info.st_mode):
+                        if links.get(rel) != os.readlink(os.fsencode(full)):
+                            os.unlink(full)
+                    elif rel in dirs and not stat.S_ISDIR(info.st_mode):
+                        os.unlink(full)
+                except OSError:
+                    continue
 
     def _push_refs(self, repo: pygit2.Repository, specs: list[str]) -> dict[str, str]:
         """Push ``specs`` (``[+]src:dst``); return refs the remote refused (empty on success).
@@ -425,6 +602,7 @@ class DataRepo:
         commit = repo.get(target)
         assert isinstance(commit, pygit2.Commit)
         try:
+            self._defuse(repo, target)
             repo.checkout_tree(commit.tree)
         except pygit2.GitError as exc:
             raise self._fail(f"cannot fast-forward {branch} at {self.path} (local changes in the way)", exc) from None
@@ -432,27 +610,178 @@ class DataRepo:
         repo.set_head(f"refs/heads/{branch}")
 
     def _clone(self) -> None:
-        url = self._checked_url()
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise GitError(f"{self._name()}: {self.path} exists and is not a clone")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.clone-", dir=self.path.parent))
         try:
-            try:
-                pygit2.clone_repository(url, str(tmp), callbacks=self._callbacks())
-            except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
-                raise self._fail("clone failed", exc) from None
-            cloned = pygit2.Repository(str(tmp))
-            if self.branch is not None:
-                self._start_branch(cloned, self.branch)
-            elif cloned.head_is_unborn:
-                cloned.set_head(f"refs/heads/{self._empty_remote_branch()}")
+            self._clone_into(tmp)
             if self.path.exists():
                 self.path.rmdir()
             os.rename(tmp, self.path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _clone_into(self, directory: Path) -> None:
+        """Clone the remote into ``directory`` (empty) with the branch checked out."""
+        url = self._checked_url()
+        try:
+            pygit2.clone_repository(url, str(directory), callbacks=self._callbacks())
+        except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
+            raise self._fail("clone failed", exc) from None
+        cloned = pygit2.Repository(str(directory))
+        if self.branch is not None:
+            self._start_branch(cloned, self.branch)
+        elif cloned.head_is_unborn:
+            cloned.set_head(f"refs/heads/{self._empty_remote_branch()}")
+
+    # -- the clone's own .git: is it still maomao's? ------------------------
+
+    def problems(self) -> list[str]:
+        """What is wrong with the clone's ``.git``, one line each; empty when it is as a clone has it.
+
+        A tool (a host process runs unconfined) may have deleted it, made it a
+        symlink, or rewritten it: hooks, ``core.fsmonitor``, ``include.path``,
+        ``remote.*.pushurl``, ``url.*.insteadOf``, alternates, grafts.  It is
+        read here without libgit2 first (libgit2 would follow ``include.path``
+        and symlinks out of the clone), then the branch's commit and tree
+        are read with it.  A data directory that is missing or empty has no
+        problems (it is cloned).
+        """
+        try:
+            top = os.lstat(self.path)
+        except FileNotFoundError:
+            return []
+        if not stat.S_ISDIR(top.st_mode):
+            return [f"{self.path} is not a directory"]
+        git_dir = self.path / ".git"
+        try:
+            info = os.lstat(git_dir)
+        except FileNotFoundError:
+            return [] if not any(os.scandir(self.path)) else [".git is gone"]
+        if stat.S_ISLNK(info.st_mode):
+            return [".git is a symlink"]
+        if not stat.S_ISDIR(info.st_mode):
+            return [".git is not a directory"]
+        found = self._layout_problems(git_dir)
+        if not found:
+            found = self._config_problems(git_dir)
+        if found:
+            return found
+        try:
+            repo = pygit2.Repository(str(self.path), RepositoryOpenFlag.NO_SEARCH)
+            tip = self._local(repo, self._branch_name(repo))
+            if tip is not None:
+                commit = repo.get(tip)
+                if not isinstance(commit, pygit2.Commit):
+                    return [f"the branch's commit {tip} is missing"]
+                len(commit.tree)  # reads the tree object
+        except (pygit2.GitError, GitError, KeyError, ValueError, OSError) as exc:
+            return [f"the repository cannot be read: {_one_line(exc)}"]
+        return []
+
+    @staticmethod
+    def _layout_problems(git_dir: Path) -> list[str]:
+        found = []
+        for entry in sorted(os.scandir(git_dir), key=lambda e: e.name):
+            name = show_name(entry.name)
+            if entry.name not in _GIT_TOP:
+                found.append(f".git/{name} is not a clone's")
+            elif entry.is_symlink():
+                found.append(f".git/{name} is a symlink")
+        for sub in ("refs", "logs", "hooks", "info", "objects"):
+            for dirpath, dirnames, filenames in os.walk(git_dir / sub):
+                if sub == "objects" and dirpath != str(git_dir / sub):
+                    dirnames.clear()  # the fan-out directories: their objects are read by libgit2 alone
+                    continue
+                for name in [*dirnames, *filenames]:
+                    full = os.path.join(dirpath, name)
+                    rel = show_name(os.path.relpath(full, git_dir))
+                    if os.path.islink(full):
+                        found.append(f".git/{rel} is a symlink")
+                    elif sub == "hooks" and not name.endswith(".sample"):
+                        found.append(f".git/{rel} is a hook")
+                    elif sub == "info" and name != "exclude":
+                        found.append(f".git/{rel} is not a clone's")
+                    elif sub == "objects" and name in ("info", "pack"):
+                        continue
+                    elif sub == "objects" and not re.fullmatch(r"[0-9a-f]{2}", name):
+                        found.append(f".git/{rel} is not a clone's")
+            if sub == "objects":
+                for name in ("alternates", "http-alternates"):
+                    if os.path.lexists(git_dir / "objects" / "info" / name):
+                        found.append(f".git/objects/info/{name} points elsewhere")
+        return found
+
+    def _config_problems(self, git_dir: Path) -> list[str]:
+        path = git_dir / "config"
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 1 << 20:
+                return [".git/config is not a small file"]
+            entries = _config_entries(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            entries = None
+        if entries is None:
+            return [".git/config is not a clone's config file"]
+        found = []
+        for section, sub, key, value in entries:
+            name = f"{section}.{show_name(sub) + '.' if sub else ''}{key}"
+            falsy = value.lower() in ("false", "no", "off", "0")
+            if (section, key) not in _CONFIG_KEYS or (section == "remote" and sub != REMOTE):
+                found.append(f".git/config sets {name}")
+            elif (section, key) == ("core", "bare") and not falsy:
+                found.append(".git/config makes the clone bare")
+            elif (section, key) == ("core", "symlinks") and falsy:
+                found.append(".git/config turns symlinks into files")
+            elif (section, key) == ("remote", "url") and value != self.url:
+                found.append(f".git/config points {REMOTE} elsewhere")
+            elif (section, key) == ("remote", "fetch") and value != f"+refs/heads/*:refs/remotes/{REMOTE}/*":
+                found.append(f".git/config changes what {REMOTE} fetches")
+            elif (section, key) == ("branch", "remote") and value != REMOTE:
+                found.append(f".git/config sets {name}")
+        return found
+
+    def snapshot(self) -> str:
+        """A digest of what no run may change in ``.git``: config, HEAD, hooks/, info/, objects/info/."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        git_dir = self.path / ".git"
+        for name in ("config", "HEAD"):
+            try:
+                with open(git_dir / name, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
+                    digest.update(name.encode() + b"\0" + handle.read(1 << 20) + b"\0")
+            except OSError as exc:
+                digest.update(f"{name}: {exc.errno}".encode())
+        for sub in ("hooks", "info", "objects/info"):
+            try:
+                entries = sorted(os.scandir(git_dir / sub), key=lambda e: e.name)
+            except OSError as exc:
+                digest.update(f"{sub}: {exc.errno}".encode())
+                continue
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                digest.update(f"{sub}/{entry.name} {info.st_mode} {info.st_size} {info.st_mtime_ns}\0".encode())
+        return digest.hexdigest()
+
+    def restore(self, aside: Path) -> None:
+        """Set a damaged ``.git`` aside (``aside/git``) and put a fresh clone's in its place.
+
+        The work tree stays as it is (what the run wrote is in it); the
+        local branch is the remote's now.  Raises GitError when the remote
+        cannot be cloned (the damaged ``.git`` is aside then, nothing else moved).
+        """
+        aside.mkdir(parents=True, exist_ok=True)
+        git_dir = self.path / ".git"
+        if os.path.lexists(git_dir):
+            os.rename(git_dir, aside / "git")  # a symlink is moved, never followed
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.restore-", dir=self.path.parent))
+        try:
+            self._clone_into(tmp)
+            os.rename(tmp / ".git", git_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _empty_remote_branch(self) -> str:
         """The branch to start in a clone of an empty remote: the remote's HEAD when it is
@@ -586,6 +915,7 @@ class DataRepo:
             assert isinstance(tip_obj, pygit2.Commit)
             tip = tip_obj
         repo.references.create(f"refs/heads/{branch}", tip.id, force=True)
+        self._defuse(repo, tip.id)
         repo.reset(tip.id, ResetMode.HARD)
         return None
 

@@ -14,13 +14,28 @@ push_retry`` seconds and settles this member's run records that said
 ``push pending`` (their ``push``, ``commit`` and ``branch`` are brought up
 to date).  Git work runs in worker threads, one operation at a time per
 tool; network operations are bounded by ``[git] timeout``.
+
+What a tool wrote is not trusted.  Files over ``[git] max_file_size``, a
+nested repository's ``.git`` and names git refuses are left out of the
+commit and named in the run's detail (:mod:`maomao.gitdata`).  The clone's
+own ``.git`` is checked before each run and after it (a host process may
+delete or rewrite it; a container never sees it): one that is damaged
+before a run is set aside with its work tree under
+``importdir/.maomao/damaged/<tool>/<stamp>/`` and cloned again; one the run
+damaged is set aside there, a fresh clone's ``.git`` is put in its place
+and the run's output goes to ``maomao/failed/<run-id>``, never to the
+branch; when the remote cannot be cloned, the output is kept there too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -84,6 +99,8 @@ class DataRepos:
         self._locks: dict[str, trio.Lock] = {}
         #: tools with runs recorded "push pending" by this member, to settle
         self.unsettled: set[str] = set()
+        #: per tool: the digest of its clone's .git taken before its run (DataRepo.snapshot)
+        self._snapshots: dict[str, str] = {}
         set_network_timeout(config.git.timeout)
 
     def path(self, tool: str) -> Path:
@@ -97,6 +114,7 @@ class DataRepos:
             author_email=self.config.git.author_email,
             push=self.config.git.push,
             auth=self.auth,
+            max_file_size=self.config.git.max_file_size,
         )
 
     def _lock(self, tool: str) -> trio.Lock:
@@ -112,12 +130,71 @@ class DataRepos:
         Raises GitError when there is no usable clone (the run must not start).
         """
         repo = self.repo(tool)
+        note = await self._git(tool.name, partial(self._set_aside_if_damaged, repo, tool.name))
         try:
             await self._git(tool.name, repo.ensure)
         except RemoteUnavailable as exc:
             log.warning("%s: %s; running on the local clone", tool.name, exc)
-            return f"fetch failed, ran on the local clone: {exc}"
-        return ""
+            note = "; ".join(n for n in (note, f"fetch failed, ran on the local clone: {exc}") if n)
+        self._snapshots[tool.name] = await self._git(tool.name, repo.snapshot)
+        return note
+
+    def aside(self, tool: str) -> Path:
+        """A new directory name for what a damaged clone of ``tool`` leaves behind."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return self.config.importdir / ".maomao" / "damaged" / tool / f"{stamp}-{secrets.token_hex(3)}"
+
+    def _set_aside_if_damaged(self, repo: DataRepo, tool: str) -> str:
+        """Before a run: a clone whose .git is not maomao's any more moves aside whole (to be cloned again)."""
+        problems = repo.problems()
+        if not problems:
+            return ""
+        aside = self.aside(tool)
+        what = _summary(problems)
+        log.warning("%s: the data repository's clone is damaged (%s); moving it to %s and cloning again",
+                    tool, what, aside)
+        try:
+            aside.mkdir(parents=True, exist_ok=True)
+            os.rename(repo.path, aside / "work")
+        except OSError as exc:
+            raise GitError(f"the clone at {repo.path} is damaged ({what}) and cannot be moved aside: {exc}") from None
+        return f"the clone was damaged ({what}): moved to {aside}/work, cloned again"
+
+    def _check_after_run(self, repo: DataRepo, tool: str, before: str | None) -> tuple[str, bool]:
+        """After a run: (a note, whether its output goes to the failed branch) when it damaged the clone.
+
+        A damaged ``.git`` is set aside and the remote's put in its place;
+        raises GitError (saying where the output is kept) when nothing can be committed.
+        """
+        problems = repo.problems()
+        git_dir = repo.path / ".git"
+        if not problems and before is not None and os.path.lexists(git_dir) and repo.snapshot() != before:
+            problems = ["its config, HEAD, hooks or info changed"]
+        if not problems:
+            return "", False
+        aside = self.aside(tool)
+        what = _summary(problems)
+        log.warning("%s: the run damaged the data repository's .git (%s); setting it aside at %s", tool, what, aside)
+        try:
+            if not stat.S_ISDIR(os.lstat(repo.path).st_mode):
+                aside.mkdir(parents=True, exist_ok=True)
+                os.rename(repo.path, aside / "work")
+                raise GitError(f"the run replaced its data directory ({what}); it is kept at {aside}/work")
+            try:
+                repo.restore(aside)
+            except GitError as exc:
+                os.rename(repo.path, aside / "work")
+                raise GitError(
+                    f"the run damaged the data repository's .git ({what}) and it cannot be restored ({exc});"
+                    f" the run's output is kept at {aside}/work"
+                ) from None
+        except OSError as exc:
+            raise GitError(f"the run damaged the data repository's .git ({what}): {exc}") from None
+        return (
+            f"the run damaged the data repository's .git ({what}): set aside at {aside}/git and restored from the"
+            " remote; the run's output went to its failed-run branch",
+            True,
+        )
 
     async def finish(
         self, tool: Tool, facts: RunFacts, note: str = "", owned: Callable[[], Awaitable[bool | None]] | None = None
@@ -131,8 +208,12 @@ class DataRepos:
         None (the store does not answer) keeps it local for the retry loop.
         """
         repo = self.repo(tool)
+        before = self._snapshots.pop(tool.name, None)
+        damage = ""
         try:
-            if facts.state == "succeeded":
+            damage, to_failed = await self._git(tool.name, partial(self._check_after_run, repo, tool.name, before))
+            succeeded = facts.state == "succeeded" and not to_failed
+            if succeeded:
                 commit = await self._git(tool.name, partial(repo.commit_run, facts.message(), facts.trailers()))
             else:
                 commit = await self._git(
@@ -146,9 +227,9 @@ class DataRepos:
                             facts.run_id, tool.name, lost)
                 outcome = GitOutcome(commit, "lost", lost, "the slot went to another member: not pushed")
             elif verdict is None:
-                branch = f"maomao/failed/{facts.run_id}" if facts.state != "succeeded" else None
+                branch = f"maomao/failed/{facts.run_id}" if not succeeded else None
                 outcome = GitOutcome(commit, "pending", branch, "the store does not answer: pushed once recorded")
-            elif facts.state == "succeeded":
+            elif succeeded:
                 outcome = await self._git(tool.name, partial(self._push_success, repo, commit))
             else:
                 outcome = await self._git(tool.name, partial(self._push_failure, repo, facts, commit))
@@ -157,8 +238,11 @@ class DataRepos:
             outcome = GitOutcome(detail=f"not committed: {exc}")
         if outcome.push == "pending":
             self.unsettled.add(tool.name)
-        if note:
-            outcome = replace(outcome, detail="; ".join(d for d in (note, outcome.detail) if d))
+        if repo.left_out:
+            log.warning("run %s of %s: %s", facts.run_id, tool.name, "; ".join(repo.left_out))
+        details = (note, damage, outcome.detail, *repo.left_out)
+        if any(details):
+            outcome = replace(outcome, detail="; ".join(d for d in details if d))
         return outcome
 
     async def withdraw(self, tool: Tool, run_id: str) -> None:
@@ -216,8 +300,11 @@ class DataRepos:
         for tool in tools.values():
             if not (self.path(tool.name) / ".git").exists():
                 continue
+            repo = self.repo(tool)
             try:
-                ahead = await self._git(tool.name, partial(self._unpushed, self.repo(tool)))
+                if await self._git(tool.name, repo.problems):
+                    continue
+                ahead = await self._git(tool.name, partial(self._unpushed, repo))
             except GitError:
                 continue
             if ahead:
@@ -249,6 +336,9 @@ class DataRepos:
 
     @staticmethod
     def _push_pending(repo: DataRepo) -> str:
+        problems = repo.problems()
+        if problems:  # a run on it will set it aside and say so; nothing is pushed from it
+            raise GitError(f"the clone at {repo.path} is damaged ({_summary(problems)})")
         if DataRepos._unpushed(repo) == 0:
             return "pushed"
         result = repo.push()
@@ -295,3 +385,8 @@ class DataRepos:
             return {"push": "pushed" if commit == run.commit else "rebased", "commit": commit}
         # not on the branch any more: a rebase conflict sent it to maomao/conflicts/<run-id>
         return {"push": "conflict", "branch": CONFLICTS + run.id}
+
+
+def _summary(problems: list[str], shown: int = 3) -> str:
+    more = f" and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
