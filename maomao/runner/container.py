@@ -14,7 +14,9 @@ One run:
   that cannot be pulled is a failed run saying why;
 - the container gets the tool's command (or the image's), only the tool's
   env and ``MAOMAO_*`` (nothing of the daemon's), the tool's data
-  directory read-write at its data mount, the memory (swap included),
+  directory read-write at its data mount (its ``.git`` covered by an empty
+  read-only directory: a tool neither sees nor changes the repository's
+  config, hooks, refs or objects), the memory (swap included),
   cpu and pids limits, the network mode, a read-only root (with a tmpfs
   on /tmp) when asked, no capabilities, ``no-new-privileges``, no devices,
   no engine socket, labels ``maomao.tool``/``maomao.run``/``maomao.member``;
@@ -51,6 +53,8 @@ import os
 import re
 import secrets
 import shlex
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -523,8 +527,13 @@ class ContainerRunner:
     def _create_kwargs(self, spec: RunSpec) -> dict[str, Any]:
         confinement = spec.confinement
         labels = {LABEL_TOOL: spec.tool.name, LABEL_RUN: spec.run_id, LABEL_MEMBER: spec.member}
+        binds = {str(spec.workdir.resolve()): {"bind": confinement.data_mount, "mode": "rw"}}
+        if stat.S_ISDIR(_lstat_mode(spec.workdir / ".git")):
+            # the data repository's own .git: covered, so a tool cannot rewrite its config, hooks or objects
+            mount = confinement.data_mount.rstrip("/") + "/.git"
+            binds[str(_empty_directory(spec.workdir.parent / ".maomao"))] = {"bind": mount, "mode": "ro"}
         host: dict[str, Any] = {
-            "binds": {str(spec.workdir.resolve()): {"bind": confinement.data_mount, "mode": "rw"}},
+            "binds": binds,
             "network_mode": confinement.network,
             "read_only": confinement.read_only,
             "cap_drop": ["ALL"],
@@ -668,6 +677,23 @@ class ContainerRunner:
     def close(self) -> None:
         """Close the connections to the engine (a later run connects again)."""
         self._drop()
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
+
+
+def _empty_directory(parent: Path) -> Path:
+    """An empty directory under ``parent``, mounted read-only over a data repository's ``.git``."""
+    path = parent / "empty"
+    path.mkdir(parents=True, exist_ok=True)
+    if stat.S_ISLNK(_lstat_mode(path)) or any(path.iterdir()):
+        path = Path(tempfile.mkdtemp(prefix="empty-", dir=parent))
+    path.chmod(0o555)
+    return path
 
 
 def _remove_container(client: Any, container_id: str) -> None:

@@ -15,14 +15,24 @@ Two kinds, as DESIGN section 6 says:
 A bad point (an empty file or cell, not a number, NaN or infinite) is
 skipped and counted, never fatal.  No numpy here: the detector takes the
 values as they are.
+
+What a tool wrote is not trusted: nothing here follows a symlink (not a
+file's, not a directory's on the way down a ``**``), enters a ``.git``,
+reads anything but a regular file (opened ``O_NOFOLLOW``), takes a name
+that is not printable UTF-8, or leaves the data directory (a GLOB that is absolute or has ``..`` matches nothing).
+A control file is read up to :data:`CONTROL_BYTES`, a declared metric's
+file up to :data:`MAX_FILE_BYTES` (bigger ones are skipped).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from maomao.model import parse_number
@@ -32,6 +42,10 @@ CONTROL_GLOB = "control-*.csv"
 TIME_COLUMNS = ("time", "timestamp", "date", "datetime")
 #: files bigger than this are not read as a series (a runaway tool must not stall detection)
 MAX_FILE_BYTES = 64 << 20
+#: bytes of a control file read (it holds one number)
+CONTROL_BYTES = 64 << 10
+#: directories a ``**`` goes down at most
+MAX_DEPTH = 32
 _CHUNKS = re.compile(r"(\d+)")
 
 
@@ -69,31 +83,79 @@ class Series:
         self.labels.append(label)
 
 
-def _inside(path: Path, directory: Path) -> bool:
-    """A regular file that is really in ``directory``: a symlink (or ``..``) a tool made to point
-    elsewhere is not read."""
+def _read(path: Path, limit: int | None = None) -> str | None:
+    """A regular file's text (at most ``limit`` bytes of it), never through a symlink; None if it is
+    not a regular file, cannot be read or is over :data:`MAX_FILE_BYTES` (without a ``limit``)."""
     try:
-        return path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(directory.resolve())
-    except OSError:
-        return False
-
-
-def _small_text(path: Path) -> str | None:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        return path.read_text(encoding="utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or (limit is None and info.st_size > MAX_FILE_BYTES):
+                return None
+            data = handle.read(limit if limit is not None else MAX_FILE_BYTES)
+        except OSError:
+            return None
+    return data.decode("utf-8", errors="replace")
+
+
+def _files(directory: Path, pattern: str) -> list[Path]:
+    """Regular files under ``directory`` matching the glob ``pattern`` (``*``, ``?``, ``[..]``, ``**``).
+
+    Like ``Path.glob``, but no symlink is followed and no ``.git`` entered,
+    and a pattern that is absolute or has ``..`` matches nothing.
+    """
+    parts = [part for part in pattern.split("/") if part not in ("", ".")]
+    if not parts or pattern.startswith("/") or ".." in parts:
+        return []
+    found: dict[str, Path] = {}
+    seen: set[tuple[str, int]] = set()
+
+    def entries(path: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(path) as listing:
+                # a name that is not printable UTF-8 (a newline, bytes of another encoding) is no series'
+                return [entry for entry in listing if entry.name != ".git" and entry.name.isprintable()]
+        except OSError:
+            return []
+
+    def walk(path: str, at: int, depth: int) -> None:
+        if (path, at) in seen or depth > MAX_DEPTH:
+            return
+        seen.add((path, at))
+        part = parts[at]
+        if part == "**":
+            if at + 1 < len(parts):
+                walk(path, at + 1, depth)
+            for entry in entries(path):
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, at, depth + 1)
+            return
+        last = at == len(parts) - 1
+        for entry in entries(path):
+            if not fnmatchcase(entry.name, part):
+                continue
+            if last and entry.is_file(follow_symlinks=False):
+                found[entry.path] = Path(entry.path)
+            elif not last and entry.is_dir(follow_symlinks=False):
+                walk(entry.path, at + 1, depth + 1)
+
+    try:
+        if stat.S_ISDIR(os.lstat(directory).st_mode):
+            walk(str(directory), 0, 0)
+    except OSError:
+        return []
+    return list(found.values())
 
 
 def control_series(directory: Path) -> Series:
     """The ``control-<n>.csv`` files: one number each, in the natural order of their names."""
     series = Series(CONTROL)
-    found = (p for p in directory.glob(CONTROL_GLOB) if _inside(p, directory))
-    files = sorted(found, key=lambda p: natural_key(p.name))
+    files = sorted(_files(directory, CONTROL_GLOB), key=lambda p: natural_key(p.name))
     for path in files:
-        text = _small_text(path)
+        text = _read(path, CONTROL_BYTES)
         # one number: the file's first non-empty line (a trailing newline or a header-less CSV cell)
         first = next((line for line in (text or "").splitlines() if line.strip()), None)
         series.add(path.name, first.split(",")[0] if first is not None else None)
@@ -116,7 +178,7 @@ class MetricSpec:
 
 
 def _rows(path: Path) -> Iterable[list[str]]:
-    text = _small_text(path)
+    text = _read(path)
     if text is None:
         return []
     return csv.reader(text.splitlines())
@@ -125,10 +187,7 @@ def _rows(path: Path) -> Iterable[list[str]]:
 def declared_series(directory: Path, spec: MetricSpec) -> Series:
     """A declared metric: COLUMN of the CSV files matching GLOB, ordered by time, file and line."""
     series = Series(spec.name)
-    files = sorted(
-        (p for p in directory.glob(spec.glob) if _inside(p, directory)),
-        key=lambda p: natural_key(str(p.relative_to(directory))),
-    )
+    files = sorted(_files(directory, spec.glob), key=lambda p: natural_key(str(p.relative_to(directory))))
     points: list[tuple[TimeKey, int, int, str, str | None]] = []
     for order, path in enumerate(files):
         rows = iter(_rows(path))
