@@ -664,9 +664,7 @@ class DataRepo:
             return [".git is a symlink"]
         if not stat.S_ISDIR(info.st_mode):
             return [".git is not a directory"]
-        found = self._layout_problems(git_dir)
-        if not found:
-            found = self._config_problems(git_dir)
+        found = self._config_problems(git_dir) + self._layout_problems(git_dir)
         if found:
             return found
         try:
