@@ -21,7 +21,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +57,10 @@ class StoreConfig:
     key: str | None
     ttl: int
     timeout: float
+    #: etcd authentication: the user, and its password (from ``password`` or ``password_file``)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +349,9 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
         "key": (_existing_file, None),
         "ttl": (_integer(2, 3600), "10"),
         "timeout": (_seconds, "5"),
+        "user": (_text, None),
+        "password": (_text, None),
+        "password_file": (_text, None),
     },
     "daemon": {
         "labels": (_labels, ""),
@@ -394,7 +401,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[str], Any], str | None]]] = {
 }
 
 #: keys naming files; relative to the config file's directory when given there
-_FILE_KEYS = ("ca_cert", "cert", "key", "ssh_key")
+_FILE_KEYS = ("ca_cert", "cert", "key", "ssh_key", "password_file")
 
 #: sections of the original maoctl.py file, read for compatibility only
 LEGACY_SECTIONS = ("WORKING_ENVIRONMENT", "ETCD", "DATA_REPOS")
@@ -538,6 +545,31 @@ def check_config(
     return (None if problems.found else config), problems.found
 
 
+def _store_credentials(values: Mapping[tuple[str, str], Any], problem: Callable[[str], None]) -> str | None:
+    """Check ``[store]``'s credentials together; the password (read from its file)."""
+    user: str | None = values["store", "user"]
+    password: str | None = values["store", "password"]
+    password_file: str | None = values["store", "password_file"]
+    if password is not None and password_file is not None:
+        problem("[store] password and password_file: give one of them, not both")
+        return None
+    if password_file is not None:
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            problem(f"[store] password_file = {password_file!r}: cannot be read: {reason}")
+            return None
+        if not password:
+            problem(f"[store] password_file = {password_file!r}: is empty")
+            return None
+    if user is None and password is not None:
+        problem("[store] password: needs [store] user (the etcd user it is the password of)")
+    if user is not None and password is None:
+        problem("[store] user: needs [store] password or password_file (or MAOMAO_STORE_PASSWORD)")
+    return password
+
+
 def _load(
     explicit: str | os.PathLike[str] | None,
     environ: Mapping[str, str] | None,
@@ -581,6 +613,9 @@ def _load(
     if (values["store", "cert"] is None) != (values["store", "key"] is None):
         problem("[store] cert and key: give both (the client certificate and its key) or neither")
         return None
+    password = _store_credentials(values, problem)
+    if problem.found:
+        return None
     backend = values["store", "backend"]
     if backend is None:
         backend = "etcd" if ("store", "endpoints") in raw else "embedded"
@@ -605,6 +640,9 @@ def _load(
             key=values["store", "key"],
             ttl=values["store", "ttl"],
             timeout=values["store", "timeout"],
+            user=values["store", "user"],
+            password=password,
+            password_file=values["store", "password_file"],
         ),
         daemon=DaemonConfig(**{**fields_of("daemon"), "state_dir": path(values["daemon", "state_dir"], state)}),
         runner=RunnerConfig(**fields_of("runner")),

@@ -32,7 +32,10 @@ Watches
     when ``from_revision`` is older than what the store keeps.
 
 Every operation raises :class:`~maomao.errors.StoreUnavailable`, naming the
-endpoint(s), when the store cannot be reached within its deadline.
+endpoint(s), when the store cannot be reached within its deadline, and
+:class:`StoreAccessDenied` when it refuses this client before it ever
+answered it (TLS certificates, user and password, permissions: fix the
+configuration; retrying does not help).
 
 Blocking work (SQLite, HTTP) goes through the store's *offload* function.
 The daemon uses :func:`threaded`: a Trio worker thread, a
@@ -48,6 +51,8 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from maomao.errors import MaomaoError
 
 if TYPE_CHECKING:
     from maomao.config import StoreConfig
@@ -84,6 +89,17 @@ def run_inline(coro: Coroutine[Any, Any, T]) -> T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("run_inline: the coroutine waited on an event loop")
+
+
+class StoreAccessDenied(MaomaoError):
+    """The store refuses this client: its certificates, its credentials, its permissions.
+
+    One line naming the endpoint.  Deliberately neither a StoreError nor a
+    StoreUnavailable, which callers retry: ``ctl`` exits 1 with the line, and
+    the daemon stops with it (a configuration error, for the operator to see).
+    """
+
+    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +295,8 @@ def open_store(config: StoreConfig, offload: Offload | None = None) -> Store:
             ca_cert=config.ca_cert,
             cert=config.cert,
             key=config.key,
+            user=config.user,
+            password=config.password,
             offload=offload,
         )
     from maomao.store.embedded import EmbeddedStore

@@ -15,6 +15,25 @@ reads the gateway's watch stream itself, a line at a time in a thread,
 reports compaction as :class:`~maomao.errors.Compacted` and reopens the
 stream after the revision it last delivered when the connection breaks (an
 etcd restart, a failover), so a consumer sees every change once, in order.
+
+Access.  ``https://`` endpoints are verified against ``ca_cert`` (else the
+system's CAs) and present the client certificate ``cert``/``key``.  With a
+``user`` (etcd3gw has no authentication of its own) the store POSTs
+``/v3/auth/authenticate`` to each endpoint it talks to (etcd's simple
+tokens belong to the member that issued them) and sends the token in the
+``Authorization`` header of every request, the watch stream's too.  When
+etcd answers that a token is no longer good (simple tokens expire after
+``--auth-token-ttl`` unused; a change to users or roles makes older tokens
+stale), it authenticates again, once, and repeats the request.
+
+A refusal of who this client is (a TLS handshake that fails, a wrong user
+name or password, no credentials where etcd wants them, a permission
+denied) is one line naming the endpoint, never retried in a loop: until
+the store has answered a key-value request it is
+:class:`~maomao.store.StoreAccessDenied` (a configuration error: ``ctl``
+exits 1, the daemon stops with that line); afterwards the same refusal is
+a :class:`~maomao.errors.StoreUnavailable`, which a running daemon rides
+out like an outage.
 """
 
 from __future__ import annotations
@@ -22,7 +41,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +64,7 @@ from maomao.store import (
     Put,
     RangeResult,
     Store,
+    StoreAccessDenied,
     TxnResult,
     if_revision_compare,
     threaded,
@@ -64,6 +86,21 @@ _UNREACHABLE = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
 )
+#: HTTP statuses of a gateway that cannot reach its etcd (etcd3gw's mapping)
+_UNAVAILABLE_STATUS = (503, 408, 504)
+#: etcd's words for a token that is no longer good: authenticate again, once
+_STALE_TOKEN = ("invalid auth token", "revision of auth store is old", "user name is empty")
+#: etcd's words for a request it refuses because of who asks
+_REFUSALS = ("permission denied", "user name is empty", "invalid auth token", "revision of auth store is old")
+#: what a request does, for a "permission denied" line
+_ACTIONS = {
+    "/kv/range": "read",
+    "/kv/put": "write",
+    "/kv/txn": "write",
+    "/kv/deleterange": "delete",
+    "/kv/compaction": "compact the store (etcd lets only root)",
+    "/watch": "watch",
+}
 
 
 def _b64(data: str | bytes) -> str:
@@ -144,8 +181,86 @@ def _error_message(body: str | None) -> str:
     return str(message or body)[:200]
 
 
+def _unreachable(exc: BaseException) -> str:
+    """Why an endpoint did not answer: the exception's name, and the gateway's words when it said any."""
+    detail = exc.detail_text if isinstance(exc, etcd_errors.Etcd3Exception) else None
+    return f"{type(exc).__name__}: {detail[:160]}" if detail else type(exc).__name__
+
+
 def _is_lease_not_found(exc: StoreError) -> bool:
     return "lease not found" in exc.detail
+
+
+class _Refused(Exception):
+    """An endpoint refused who this client is; ``why`` is the line's text after the endpoint."""
+
+    def __init__(self, why: str, *, tls: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        #: a failed TLS handshake (the next endpoint may still take us), not an answer of etcd's
+        self.tls = tls
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests wraps urllib3, which wraps the ssl module's error."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(e for e in nested if isinstance(e, BaseException))
+
+
+def tls_reason(exc: BaseException) -> str:
+    """What went wrong in a TLS handshake, in a few words, out of requests' nested errors."""
+    import ssl
+
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "certificate verify failed: " + str(cause.verify_message or cause.reason or "?")
+    for cause in causes:
+        if isinstance(cause, ssl.SSLEOFError):
+            # Go's TLS server hangs up on a client certificate it does not accept (or none)
+            return (
+                "the server closed the connection during the handshake "
+                "(no client certificate, or one it does not trust? see [store] cert and key)"
+            )
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            text = cause.args[1] if len(cause.args) > 1 and isinstance(cause.args[1], str) else str(cause)
+            text = re.sub(r"^\[[A-Z0-9_]+(: [A-Z0-9_]+)?\] | \(_ssl\.c:\d+\)$", "", text)
+            if "alert" in text:
+                return f"the server refused the client certificate ({text})"
+            if text == "PEM lib":
+                text = "a certificate or key file that is not PEM"
+            return f"{text} (check [store] ca_cert, cert and key)"
+    return " ".join(str(exc).split())[:200]
+
+
+def _subject(path: str, payload: dict[str, Any]) -> str:
+    """What a refused request tried to do, for its line: "write /maomao/tools/x"."""
+    action = _ACTIONS.get(path, path.strip("/"))
+    key = payload.get("key")
+    if key is None and path == "/kv/txn":
+        ops = [*payload.get("compare", []), *payload.get("success", []), *payload.get("failure", [])]
+        for op in ops:
+            inner = op if "key" in op else next(iter(op.values()), {})
+            if isinstance(inner, dict) and "key" in inner:
+                key = inner["key"]
+                break
+    if key is None and path == "/watch":
+        key = payload.get("create_request", {}).get("key")
+    if key is None:
+        return action
+    try:
+        return f"{action} {_unb64(key).decode()}"
+    except (ValueError, UnicodeDecodeError):
+        return action
 
 
 class EtcdStore(Store):
@@ -159,10 +274,14 @@ class EtcdStore(Store):
         ca_cert: str | None = None,
         cert: str | None = None,
         key: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
         offload: Offload | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
+        if user is not None and password is None:
+            raise ValueError("EtcdStore: a user needs a password")
         self.endpoints = tuple(endpoints)
         self.location = "etcd at " + ", ".join(self.endpoints)
         self.timeout = timeout
@@ -172,6 +291,13 @@ class EtcdStore(Store):
         ]
         self._current = 0
         self._offload = offload or threaded(THREADS)
+        self._user = user
+        self._password = password
+        #: each endpoint's token (None: etcd wants none); no entry until it authenticated there
+        self._tokens: dict[int, str | None] = {}
+        self._auth_lock = threading.Lock()
+        #: whether etcd answered a key-value request: after that, a refusal is an outage, not a config error
+        self._trusted = False
 
     @staticmethod
     def _client(
@@ -191,22 +317,124 @@ class EtcdStore(Store):
 
     # -- requests -----------------------------------------------------------
 
+    def _send(
+        self, index: int, path: str, payload: dict[str, Any], token: str | None
+    ) -> requests.Response:
+        client = self._clients[index]
+        try:
+            # verify and cert per request: requests lets $REQUESTS_CA_BUNDLE override the session's
+            return client.session.post(
+                client.get_url(path),
+                json=payload,
+                timeout=client.timeout,
+                headers={"Authorization": token} if token else None,
+                verify=client.session.verify,
+                cert=client.session.cert,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise _Refused("TLS: " + tls_reason(exc), tls=True) from exc
+
+    def _token(self, index: int) -> str | None:
+        """The endpoint's token, authenticating there first if need be (None without a user)."""
+        if self._user is None:
+            return None
+        if index in self._tokens:
+            return self._tokens[index]
+        return self._authenticate(index, None)
+
+    def _authenticate(self, index: int, stale: str | None) -> str | None:
+        """A fresh token from the endpoint (unless another thread got one since ``stale`` failed)."""
+        assert self._user is not None and self._password is not None
+        with self._auth_lock:
+            if index in self._tokens and self._tokens[index] != stale:
+                return self._tokens[index]
+            payload = {"name": self._user, "password": self._password}
+            response = self._send(index, "/auth/authenticate", payload, None)
+            if response.status_code in _UNAVAILABLE_STATUS:
+                raise etcd_errors.ConnectionFailedError(_error_message(response.text))
+            token: str | None
+            if response.status_code == 200:
+                try:
+                    token = str(response.json()["token"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    where = self.endpoints[index]
+                    raise StoreError(f"etcd at {where}: no token in its answer to authenticate") from exc
+            else:
+                detail = _error_message(response.text)
+                if "authentication is not enabled" in detail:
+                    token = None  # etcd without auth: requests go without a token (as etcdctl's do)
+                elif "authentication failed" in detail:
+                    raise _Refused(f"authentication failed: invalid user name or password (user {self._user!r})")
+                else:
+                    raise StoreError(f"etcd at {self.endpoints[index]} refused to authenticate: {detail}", detail)
+            self._tokens[index] = token
+            return token
+
+    def _refusal(self, detail: str, path: str, payload: dict[str, Any]) -> str | None:
+        """The line for an answer that refuses who we are, or None for any other refusal."""
+        if "permission denied" in detail:
+            user = f"user {self._user!r}" if self._user else "this client"
+            return f"permission denied: {user} may not {_subject(path, payload)} (its roles' permissions)"
+        if any(words in detail for words in _REFUSALS):
+            if self._user is None:
+                return "authentication required: etcd has authentication enabled; set [store] user and password"
+            return f"authentication failed: {detail}"
+        return None
+
+    def _request_blocking(self, index: int, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request to one endpoint, with its token; a stale token is renewed once."""
+        token = self._token(index)
+        response = self._send(index, path, payload, token)
+        if (
+            self._user is not None
+            and response.status_code != 200
+            and any(words in response.text for words in _STALE_TOKEN)
+        ):
+            token = self._authenticate(index, token)
+            response = self._send(index, path, payload, token)
+        if response.status_code in _UNAVAILABLE_STATUS:
+            raise etcd_errors.ConnectionFailedError(_error_message(response.text))
+        if response.status_code != 200:
+            detail = _error_message(response.text)
+            why = self._refusal(detail, path, payload)
+            if why is not None:
+                raise _Refused(why)
+            raise StoreError(f"etcd at {self.endpoints[index]} refused {path}: {detail}", detail)
+        try:
+            result: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise StoreError(f"etcd at {self.endpoints[index]}: an answer to {path} that is not JSON") from exc
+        if path.startswith("/kv/"):
+            self._trusted = True
+        return result
+
+    def _denied(self, endpoint: str, why: str) -> StoreAccessDenied | StoreUnavailable:
+        """The error for a refusal: a config error until etcd answered us once, an outage after."""
+        message = f"etcd at {endpoint}: {why}"
+        return StoreUnavailable(message) if self._trusted else StoreAccessDenied(message)
+
     def _post_blocking(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST to the current endpoint, rotating through the others on failure."""
         errors: list[str] = []
+        handshakes: list[tuple[str, str]] = []
         for attempt in range(len(self._clients)):
             index = (self._current + attempt) % len(self._clients)
-            client = self._clients[index]
             try:
-                result: dict[str, Any] = client.post(client.get_url(path), json=payload)
+                result = self._request_blocking(index, path, payload)
             except _UNREACHABLE as exc:
-                errors.append(f"{self.endpoints[index]}: {type(exc).__name__}")
+                errors.append(f"{self.endpoints[index]}: {_unreachable(exc)}")
                 continue
-            except etcd_errors.Etcd3Exception as exc:
-                detail = _error_message(exc.detail_text)
-                raise StoreError(f"etcd at {self.endpoints[index]} refused {path}: {detail}", detail) from exc
+            except _Refused as exc:
+                if exc.tls:  # this endpoint's TLS; another endpoint may still take us
+                    handshakes.append((self.endpoints[index], exc.why))
+                    continue
+                raise self._denied(self.endpoints[index], exc.why) from exc
             self._current = index
             return result
+        if handshakes:
+            endpoint, why = handshakes[0]
+            others = f" (and {'; '.join(errors)})" if errors else ""
+            raise self._denied(endpoint, why + others)
         raise StoreUnavailable(f"{self.location} is unreachable ({'; '.join(errors)})")
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -310,8 +538,9 @@ class EtcdStore(Store):
 
     def _open_watch_blocking(
         self, prefix: str, start: int
-    ) -> tuple[requests.Response, Iterator[bytes]]:
-        """Open a watch stream on the first endpoint that answers."""
+    ) -> tuple[requests.Response, Iterator[bytes], int, str | None]:
+        """Open a watch stream on the first endpoint that answers: the response, its lines,
+        the endpoint's index and the token it went with."""
         payload = {
             "create_request": {
                 "key": _b64(prefix),
@@ -320,42 +549,67 @@ class EtcdStore(Store):
             }
         }
         errors: list[str] = []
+        handshakes: list[tuple[str, str]] = []
         for attempt in range(len(self._clients)):
             index = (self._current + attempt) % len(self._clients)
             client = self._clients[index]
             session = requests.Session()
-            session.verify = client.session.verify
-            session.cert = client.session.cert
             try:
+                token = self._token(index)
                 response = session.post(
                     client.get_url("/watch"),
                     json=payload,
                     stream=True,
                     timeout=(client.timeout, None),
+                    headers={"Authorization": token} if token else None,
+                    verify=client.session.verify,
+                    cert=client.session.cert,
                 )
                 response.raise_for_status()
-            except (requests.exceptions.RequestException, OSError) as exc:
+            except _Refused as exc:
+                session.close()
+                if exc.tls:
+                    handshakes.append((self.endpoints[index], exc.why))
+                    continue
+                raise self._denied(self.endpoints[index], exc.why) from exc
+            except requests.exceptions.SSLError as exc:
+                session.close()
+                handshakes.append((self.endpoints[index], "TLS: " + tls_reason(exc)))
+                continue
+            except (requests.exceptions.RequestException, OSError, *_UNREACHABLE) as exc:
                 session.close()
                 errors.append(f"{self.endpoints[index]}: {type(exc).__name__}")
                 continue
-            return response, response.iter_lines(chunk_size=None)
+            return response, response.iter_lines(chunk_size=None), index, token
+        if handshakes:
+            endpoint, why = handshakes[0]
+            others = f" (and {'; '.join(errors)})" if errors else ""
+            raise self._denied(endpoint, why + others)
         raise StoreUnavailable(f"{self.location} is unreachable ({'; '.join(errors)})")
+
+    def _forget_token(self, index: int, token: str | None) -> None:
+        """Drop the endpoint's token (if it is still ``token``): the next request authenticates."""
+        with self._auth_lock:
+            if self._tokens.get(index, token) == token:
+                self._tokens.pop(index, None)
 
     async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
         import trio
 
         start = from_revision
         backoff = WATCH_BACKOFF[0]
+        refusals = 0
         while True:
             try:
-                response, lines = await trio.to_thread.run_sync(
+                response, lines, index, token = await trio.to_thread.run_sync(
                     self._open_watch_blocking, prefix, start, abandon_on_cancel=True
                 )
-            except StoreUnavailable as exc:
+            except StoreUnavailable as exc:  # unreachable, or a handshake refused once we were trusted
                 log.warning("watch on %s: %s; retrying in %.1fs", prefix, exc, backoff)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, WATCH_BACKOFF[1])
                 continue
+            refused: str | None = None
             try:
                 while True:
                     line = await trio.to_thread.run_sync(
@@ -363,16 +617,28 @@ class EtcdStore(Store):
                     )
                     if line is None:
                         break
-                    events = self._watch_events(line, start)
+                    try:
+                        events = self._watch_events(line, start)
+                    except _WatchRefused as exc:
+                        refused = exc.reason
+                        break
                     if events is None:
                         break
                     backoff = WATCH_BACKOFF[0]
+                    refusals = 0
                     for event in events:
                         yield event
                     if events:
                         start = events[-1].revision + 1
             finally:
                 _shutdown(response)
+            if refused is not None:
+                refusals += 1
+                if refusals == 1 and self._user is not None:
+                    self._forget_token(index, token)  # expired, most likely: authenticate again, once
+                    continue
+                why = self._refusal(refused, "/watch", {"key": _b64(prefix)}) or refused
+                raise self._denied(self.endpoints[index], why)
             await trio.sleep(backoff)
 
     @staticmethod
@@ -389,6 +655,9 @@ class EtcdStore(Store):
         if compacted:
             raise Compacted(start, compacted)
         if result.get("canceled"):
+            reason = str(result.get("cancel_reason", ""))
+            if any(words in reason for words in _REFUSALS):
+                raise _WatchRefused(reason)
             return None
         return [
             Event(
@@ -401,6 +670,15 @@ class EtcdStore(Store):
     async def aclose(self) -> None:
         for client in self._clients:
             client.session.close()
+
+
+class _WatchRefused(Exception):
+    """etcd cancelled a watch because of who asked (a stale token, no permission)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        # "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token" -> its last part
+        self.reason = reason.rsplit("desc = ", 1)[-1]
 
 
 def _next_line(lines: Iterator[bytes]) -> bytes | None:
