@@ -19,6 +19,13 @@ Several processes may open one file: SQLite serialises the writers
 processes' changes (and is woken at once by this process's own writes).
 Calls go through the store's offload: in the daemon a worker thread, one at
 a time per store, never on the event loop.
+
+The files are private to the user the store runs as, whatever the umask:
+the database and its ``-wal``/``-shm`` files 0600 (looser modes tightened
+on open), a directory the store creates 0700, and so is maomao's own state
+directory when the store lives in it (systemd's ``StateDirectoryMode`` may
+have made it 0750).  Any other existing directory is left as it is (it may
+be shared: ``/var/lib``, a home): the files in it are private all the same.
 """
 
 from __future__ import annotations
@@ -182,6 +189,48 @@ def _select_prefix(db: sqlite3.Connection, prefix: str) -> list[KeyValue]:
     return [_kv(r) for r in rows]
 
 
+def private_directory(path: Path) -> None:
+    """Make ``path`` a directory only its owner can enter (0700), whatever the umask.
+
+    A directory made here gets 0700; an existing one is tightened only when it
+    is maomao's own state directory (others may be shared).
+    """
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        from maomao.config import state_dir
+
+        if _same_directory(path, state_dir()):
+            _tighten(path, 0o700)
+        return
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode went through the umask
+
+
+def private_files(db: Path) -> None:
+    """The database file and its -wal and -shm files 0600 (those that exist)."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        _tighten(path, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take away the permissions ``mode`` does not give (someone else's file: left as it is)."""
+    try:
+        if os.stat(path).st_mode & 0o777 & ~mode:
+            os.chmod(path, mode)
+    except (FileNotFoundError, PermissionError):
+        pass
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 class EmbeddedStore(Store):
     """The store on one SQLite database file.  See the module docstring."""
 
@@ -208,16 +257,17 @@ class EmbeddedStore(Store):
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                # private to the service user: SQLite gives the -wal and -shm
-                # files the database file's mode
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_directory(self.path.parent)
+                # SQLite gives new -wal and -shm files the database file's mode
                 os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+                private_files(self.path)
                 db = sqlite3.connect(
                     self.path, timeout=10.0, isolation_level=None, check_same_thread=False
                 )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+                private_files(self.path)  # -wal and -shm made looser by an older version
             except (OSError, sqlite3.Error) as exc:
                 raise StoreUnavailable(f"{self.location} cannot be opened: {exc}") from exc
             self._db = db
