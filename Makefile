@@ -6,8 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests need: a real etcd server and its client, podman (Docker
-# Engine API) with runc, busybox-static for locally built test images, systemd (journald)
-DEBS   := etcd-server etcd-client podman runc busybox-static systemd
+# Engine API) with runc, busybox-static for locally built test images, systemd (journald),
+# openssl (the certificates of the TLS tests)
+DEBS   := etcd-server etcd-client podman runc busybox-static systemd openssl
 
 .PHONY: run test deps venv lint typecheck pytest bench clean zipapp deb
 
