@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
+from typing import Literal
 
 import trio
 
@@ -80,7 +81,7 @@ class Daemon:
             config.daemon.labels,
         )
         self.cache = StateCache(self.store, self.keys)
-        self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox", self._withdraw)
+        self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox", self._settled)
         self.repos = DataRepos(config, self.store, self.keys)
         self.detection = Detection(config, self.store, self.keys, self.metrics)
         self.executor = Executor(
@@ -173,11 +174,12 @@ class Daemon:
             await self.membership.leave()
         nursery.cancel_scope.cancel()
 
-    async def _withdraw(self, tool: str, run_id: str) -> None:
-        """A run the outbox found fenced: its commit must not reach the remote."""
+    async def _settled(self, tool: str, run_id: str, outcome: Literal["recorded", "fenced"]) -> None:
+        """A run's record landed from the outbox (push its commit now) or was fenced (never push it)."""
         known = self.cache.tools.get(tool)
-        if known is not None:
+        if outcome == "fenced" and known is not None:
             await self.repos.withdraw(known, run_id)
+        self.repos.wake()
 
     def _outbox_holds(self, tool: str) -> bool:
         prefix = self.keys.claims_of(tool)

@@ -99,6 +99,7 @@ class DataRepos:
         self._locks: dict[str, trio.Lock] = {}
         #: tools with runs recorded "push pending" by this member, to settle
         self.unsettled: set[str] = set()
+        self._wake = trio.Event()
         #: per tool: the digest of its clone's .git taken before its run (DataRepo.snapshot)
         self._snapshots: dict[str, str] = {}
         set_network_timeout(config.git.timeout)
@@ -292,8 +293,14 @@ class DataRepos:
         await self._seed(tools())
         task_status.started()
         while True:
-            await trio.sleep(self.config.git.push_retry)
+            with trio.move_on_after(self.config.git.push_retry):
+                await self._wake.wait()
+            self._wake = trio.Event()
             await self.retry_once(tools(), held)
+
+    def wake(self) -> None:
+        """Try the pending pushes now (a record they waited for has landed)."""
+        self._wake.set()
 
     async def _seed(self, tools: dict[str, Tool]) -> None:
         """After a restart: clones here with commits the remote lacks are unsettled."""

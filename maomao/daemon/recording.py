@@ -105,17 +105,18 @@ async def slot_held(store: Store, claim_key: str, run_key: str, fence: int) -> b
     return isinstance(claim_now, KeyValue) and claim_now.create_revision == fence
 
 
-#: what the outbox calls for a run that turned out fenced (its tool, its run id)
-Fenced = Callable[[str, str], Awaitable[None]]
+#: what the outbox calls once a run's fate is settled: its tool, its run id, "recorded" or "fenced"
+Settled = Callable[[str, str, Literal["recorded", "fenced"]], Awaitable[None]]
 
 
 class Outbox:
     """Run records waiting for the store, one file each under ``directory``."""
 
-    def __init__(self, store: Store, directory: Path, on_fenced: Fenced | None = None) -> None:
+    def __init__(self, store: Store, directory: Path, settled: Settled | None = None) -> None:
         self.store = store
         self.directory = directory
-        self.on_fenced = on_fenced
+        #: told about every run recorded from the outbox and every run fenced (its commit must stay here)
+        self.settled = settled
         self._wake = trio.Event()
         #: claim keys of the runs waiting here (their claims are not orphans)
         self.held: set[str] = set()
@@ -153,12 +154,12 @@ class Outbox:
             return "pending"
         if outcome == "fenced":
             log.warning("run %s of %s lost its claim to another member: not recorded", pending.run.id, pending.run.tool)
-            await self._fenced(pending)
+            await self._settle(pending, outcome)
         return outcome
 
-    async def _fenced(self, pending: PendingRecord) -> None:
-        if self.on_fenced is not None:
-            await self.on_fenced(pending.run.tool, pending.run.id)
+    async def _settle(self, pending: PendingRecord, outcome: Literal["recorded", "fenced"]) -> None:
+        if self.settled is not None:
+            await self.settled(pending.run.tool, pending.run.id, outcome)
 
     async def flush(self) -> int:
         """Record what the outbox holds; the number still waiting."""
@@ -176,10 +177,9 @@ class Outbox:
                 waiting += 1
                 continue
             log.info("outbox: run %s of %s %s", pending.run.id, pending.run.tool, outcome)
-            if outcome == "fenced":
-                await self._fenced(pending)
             path.unlink(missing_ok=True)
             self.held.discard(pending.claim_key)
+            await self._settle(pending, outcome)
         return waiting
 
     async def flush_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
