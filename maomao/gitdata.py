@@ -418,7 +418,11 @@ class DataRepo:
         return changed
 
     def _clean(self, repo: pygit2.Repository, commit: pygit2.Oid | None) -> None:
-        """Reset index and work tree to ``commit`` and remove untracked files."""
+        """Reset index and work tree to ``commit`` and remove untracked files.
+
+        Files over ``max_file_size`` stay: no commit holds them, so removing
+        them would throw away what a tool collected.
+        """
         if commit is not None:
             self._defuse(repo, commit)
             repo.reset(commit, ResetMode.HARD)
@@ -428,7 +432,7 @@ class DataRepo:
         for rel, flags in repo.status(untracked_files="all").items():
             if flags & FileStatus.WT_NEW:
                 target = self.path / rel
-                if ".git" in Path(rel).parts:
+                if ".git" in Path(rel).parts or self._too_big(target):
                     continue
                 if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target, ignore_errors=True)
@@ -442,6 +446,15 @@ class DataRepo:
                 full = Path(dirpath) / d
                 if d != ".git" and full.is_dir() and not full.is_symlink() and not any(full.iterdir()):
                     full.rmdir()
+
+    def _too_big(self, path: Path) -> bool:
+        """A regular file (not a link) over ``max_file_size``: never committed, so never removed."""
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        limit = self.max_file_size
+        return stat.S_ISREG(info.st_mode) and limit is not None and info.st_size > limit
 
     def _defuse(self, repo: pygit2.Repository, commit: pygit2.Oid) -> None:
         """Remove what would make a checkout of ``commit`` write out of the work tree.

@@ -185,3 +185,15 @@ def test_snapshot_sees_changes_to_config_and_hooks(clone: DataRepo) -> None:
     (clone.path / ".git" / "hooks").mkdir(exist_ok=True)
     (clone.path / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\n")
     assert clone.snapshot() != before
+
+
+def test_a_failed_runs_huge_file_stays_in_the_data_directory(clone: DataRepo) -> None:
+    (clone.path / "huge.bin").write_bytes(b"\0" * (3 << 20))
+    (clone.path / "small.txt").write_text("small\n")
+    commit = clone.commit_failed_run("run-2", "failed", {}, push=False)
+    assert commit is not None
+    failed = tree_of(clone, "maomao/failed/run-2")
+    assert b"small.txt" in failed and b"huge.bin" not in failed
+    assert "huge.bin (3.0 MiB)" in "; ".join(clone.left_out)
+    assert not (clone.path / "small.txt").exists()  # the work tree is back at the branch
+    assert (clone.path / "huge.bin").stat().st_size == 3 << 20  # committed nowhere: kept, not thrown away
