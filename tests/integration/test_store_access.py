@@ -26,7 +26,7 @@ import stat
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,7 +184,10 @@ def run_on_request(cluster: Daemons, tool: str, timeout: float = 30) -> Run:
     def done() -> Run | None:
         return next((r for r in cluster.records.runs(tool) if r.id == run_id and r.finished), None)
 
-    return wait_for(f"run {run_id} of {tool}", done, timeout)
+    try:
+        return wait_for(f"run {run_id} of {tool}", done, timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
 
 
 def refused_daemon(cluster: Daemons, name: str, endpoint: str, env: dict[str, str] | None = None) -> str:
@@ -200,6 +203,26 @@ def refused_daemon(cluster: Daemons, name: str, endpoint: str, env: dict[str, st
     daemon.notify.drain()
     assert not any(m.has("READY") for m in daemon.notify.received), daemon.notify.received
     return lines[0]
+
+
+MakeDaemons = Callable[[StoreSpec], Daemons]
+
+
+@pytest.fixture
+def make_daemons(tmp_path: Path) -> Iterator[MakeDaemons]:
+    """Daemons on a store each; every daemon started is killed at the end."""
+    made: list[Daemons] = []
+
+    def make(spec: StoreSpec) -> Daemons:
+        harness = Daemons(tmp_path / f"cluster{len(made)}", spec)
+        made.append(harness)
+        return harness
+
+    try:
+        yield make
+    finally:
+        for harness in made:
+            harness.close()
 
 
 def unique_prefix() -> str:
@@ -260,20 +283,20 @@ def test_certificate_files_that_do_not_work_are_one_line(tmp_path: Path, tls_etc
 
 
 def test_a_daemon_over_tls_runs_a_tool_and_refuses_to_start_with_the_wrong_ca(
-    tmp_path: Path, tls_etcd: EtcdCluster, pki: PKI, make_daemons: object
+    tmp_path: Path, tls_etcd: EtcdCluster, pki: PKI, make_daemons: MakeDaemons
 ) -> None:
     prefix = unique_prefix()
-    cluster = make_daemons(tls_spec(tls_etcd, pki, prefix))  # type: ignore[operator]
+    cluster = make_daemons(tls_spec(tls_etcd, pki, prefix))
     daemon = cluster.start("alpha")
     cluster.records.add_tool("hello", "echo hello > hello.txt")
     run = run_on_request(cluster, "hello")
     assert (run.state, run.member) == ("succeeded", "alpha"), run
     assert daemon.running, daemon.exited()
 
-    wrong = make_daemons(tls_spec(tls_etcd, pki, prefix, ca="other-ca"))  # type: ignore[operator]
+    wrong = make_daemons(tls_spec(tls_etcd, pki, prefix, ca="other-ca"))
     line = refused_daemon(wrong, "beta", tls_etcd.endpoints[0])
     assert "TLS: certificate verify failed" in line
-    unknown = make_daemons(tls_spec(tls_etcd, pki, prefix, client="rogue"))  # type: ignore[operator]
+    unknown = make_daemons(tls_spec(tls_etcd, pki, prefix, client="rogue"))
     refused_daemon(unknown, "gamma", tls_etcd.endpoints[0])
     assert set(cluster.records.members()) == {"alpha"}
     assert daemon.stop() == 0
@@ -357,11 +380,11 @@ def test_a_reader_can_list_but_not_write(tmp_path: Path, auth_etcd: EtcdCluster)
 
 
 def test_a_daemon_with_a_password_runs_tools_through_token_expiry_and_refuses_a_wrong_one(
-    tmp_path: Path, auth_etcd: EtcdCluster, make_daemons: object
+    tmp_path: Path, auth_etcd: EtcdCluster, make_daemons: MakeDaemons
 ) -> None:
     prefix = unique_prefix()
     spec = auth_spec(auth_etcd, prefix, {"user": "maomao"})
-    cluster = make_daemons(spec)  # type: ignore[operator]
+    cluster = make_daemons(spec)
     daemon = cluster.start("alpha", env={"MAOMAO_STORE_PASSWORD": USERS["maomao"][0]})
     cluster.records.add_tool("hello", "echo hello > hello.txt")
     assert run_on_request(cluster, "hello").state == "succeeded"
@@ -371,10 +394,10 @@ def test_a_daemon_with_a_password_runs_tools_through_token_expiry_and_refuses_a_
     assert daemon.running, daemon.exited()
     assert "Traceback" not in daemon.stderr()
 
-    wrong = make_daemons(auth_spec(auth_etcd, prefix, {"user": "maomao", "password": "wrong"}))  # type: ignore[operator]
+    wrong = make_daemons(auth_spec(auth_etcd, prefix, {"user": "maomao", "password": "wrong"}))
     line = refused_daemon(wrong, "beta", auth_etcd.endpoints[0])
     assert "authentication failed: invalid user name or password (user 'maomao')" in line
-    reader = make_daemons(auth_spec(auth_etcd, prefix, {"user": "reader", "password": USERS["reader"][0]}))  # type: ignore[operator]
+    reader = make_daemons(auth_spec(auth_etcd, prefix, {"user": "reader", "password": USERS["reader"][0]}))
     line = refused_daemon(reader, "gamma", auth_etcd.endpoints[0])
     assert "permission denied: user 'reader' may not write" in line, line
     assert set(cluster.records.members()) == {"alpha"}
