@@ -444,6 +444,9 @@ class ContainerRunner:
     async def run(self, spec: RunSpec) -> RunOutcome:
         client, streams = await self._clients()
         url = self.url
+        if spec.workdir.is_symlink() or (spec.workdir.exists() and not spec.workdir.is_dir()):
+            # a link a tool left in its place: running there would hand the tool what the link points at
+            raise RunnerUnavailable(f"data directory {spec.workdir} is not a directory (a symlink?); not run")
         spec.workdir.mkdir(parents=True, exist_ok=True)
         started = datetime.now(UTC)
         log = _Log(spec.log_path)

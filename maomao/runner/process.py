@@ -47,6 +47,9 @@ class ProcessRunner:
         if not spec.tool.command:
             raise RunnerUnavailable(f"tool {spec.tool.name} has no command for the process runtime")
         argv = shlex.split(spec.tool.command)
+        if spec.workdir.is_symlink() or (spec.workdir.exists() and not spec.workdir.is_dir()):
+            # a link a tool left in its place: running there would hand the tool what the link points at
+            raise RunnerUnavailable(f"data directory {spec.workdir} is not a directory (a symlink?); not run")
         spec.workdir.mkdir(parents=True, exist_ok=True)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = datetime.now(UTC)
