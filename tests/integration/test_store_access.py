@@ -104,6 +104,7 @@ def tls_etcd(pki: PKI) -> Iterator[EtcdCluster]:
     cluster.destroy()
 
 
+ROOT_PASSWORD = "root-pw"
 USERS = {
     "maomao": ("s3cret pw", {PREFIX: "readwrite"}),
     "reader": ("reader-pw", {PREFIX: "read"}),
@@ -115,7 +116,7 @@ USERS = {
 def auth_etcd() -> Iterator[EtcdCluster]:
     cluster = EtcdCluster(1, extra_args=("--auth-token-ttl", "1"))
     cluster.start()
-    cluster.enable_auth("root-pw", USERS)
+    cluster.enable_auth(ROOT_PASSWORD, USERS)
     yield cluster
     cluster.destroy()
 
@@ -401,6 +402,41 @@ def test_a_daemon_with_a_password_runs_tools_through_token_expiry_and_refuses_a_
     line = refused_daemon(reader, "gamma", auth_etcd.endpoints[0])
     assert "permission denied: user 'reader' may not write" in line, line
     assert set(cluster.records.members()) == {"alpha"}
+    assert daemon.stop() == 0
+
+
+def test_a_user_removed_under_a_running_daemon_is_logged_and_it_goes_on_once_restored(
+    tmp_path: Path, auth_etcd: EtcdCluster, make_daemons: MakeDaemons
+) -> None:
+    prefix = unique_prefix()
+
+    def add_user() -> None:
+        auth_etcd.etcdctl("user", "add", "changing:first-pw")
+        auth_etcd.etcdctl("user", "grant-role", "changing", "maomao")  # readwrite on PREFIX
+
+    add_user()
+    spec = auth_spec(auth_etcd, prefix, {"user": "changing", "password": "first-pw"})
+    cluster = make_daemons(spec)
+    daemon = cluster.start("alpha")
+    cluster.records.add_tool("hello", "echo hello > hello.txt")
+    assert run_on_request(cluster, "hello").state == "succeeded"
+
+    # etcd 3.4 keeps a session's token through a password change; removing the user voids it
+    auth_etcd.etcdctl("user", "delete", "changing")
+    run_id = f"now-{uuid.uuid4().hex[:8]}"
+    cluster.records.request(run_id, "hello")  # seen through the watch; claiming it is refused
+    try:
+        wait_for("the refusal in its log", lambda: "authentication failed" in daemon.stderr(), timeout=15)
+        time.sleep(2)
+        assert daemon.running, daemon.exited()
+        assert not [r for r in cluster.records.runs("hello") if r.id == run_id]
+        add_user()  # put right: it goes on without a restart
+        wait_for(f"run {run_id}", lambda: next(
+            (r for r in cluster.records.runs("hello") if r.id == run_id and r.finished), None), timeout=30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+    assert daemon.running, daemon.exited()
+    assert "Traceback" not in daemon.stderr()
     assert daemon.stop() == 0
 
 
