@@ -463,6 +463,24 @@ async def test_an_expired_token_is_renewed_for_requests_and_the_watch(auth_etcd:
     await store.aclose()
 
 
+async def test_each_member_of_a_cluster_gets_its_own_token_on_failover() -> None:
+    """Simple tokens belong to the member that issued them: a failover authenticates at the next one."""
+    cluster = EtcdCluster(3)
+    try:
+        cluster.start()
+        cluster.enable_auth(ROOT_PASSWORD, {"maomao": USERS["maomao"]})
+        prefix = unique_prefix()
+        store = EtcdStore(cluster.endpoints, timeout=6, user="maomao", password=USERS["maomao"][0])
+        await store.put(prefix + "a", b"1")
+        assert list(store._tokens) == [0]
+        await trio.to_thread.run_sync(cluster.stop, 0)
+        assert (await store.get(prefix + "a")) is not None
+        assert store._tokens.keys() >= {1} and store._tokens[1] != store._tokens[0]
+        await store.aclose()
+    finally:
+        cluster.destroy()
+
+
 # -- the embedded store's files ---------------------------------------------------------------
 
 
