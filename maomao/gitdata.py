@@ -30,12 +30,14 @@ rewritten it: hooks, ``core.fsmonitor``, ``remote.*.pushurl``, alternates);
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -265,6 +267,16 @@ class DataRepo:
 
     def _fail(self, what: str, exc: BaseException) -> GitError:
         return GitError(f"{self._name()}: {what}: {_one_line(exc)}")
+
+    @contextlib.contextmanager
+    def _converted(self, what: str) -> Iterator[None]:
+        """libgit2's and the file system's errors as GitError (what a tool wrote must not crash a caller)."""
+        try:
+            yield
+        except GitError:
+            raise
+        except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
+            raise self._fail(what, exc) from None
 
     def _callbacks(self) -> _Callbacks:
         return _Callbacks(self.auth, self.progress)
@@ -663,6 +675,12 @@ class DataRepo:
         problems (it is cloned).
         """
         try:
+            return self._problems()
+        except OSError as exc:
+            return [f"the clone cannot be read: {_one_line(exc)}"]
+
+    def _problems(self) -> list[str]:
+        try:
             top = os.lstat(self.path)
         except FileNotFoundError:
             return []
@@ -755,10 +773,16 @@ class DataRepo:
 
     def snapshot(self) -> str:
         """A digest of what no run may change in ``.git``: config, HEAD, hooks/, info/, objects/info/."""
-        import hashlib
-
         digest = hashlib.sha256()
         git_dir = self.path / ".git"
+        try:
+            self._digest(digest, git_dir)
+        except OSError as exc:
+            digest.update(f"unreadable: {exc.errno}".encode())
+        return digest.hexdigest()
+
+    @staticmethod
+    def _digest(digest: hashlib._Hash, git_dir: Path) -> None:
         for name in ("config", "HEAD"):
             try:
                 with open(git_dir / name, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
@@ -774,7 +798,6 @@ class DataRepo:
             for entry in entries:
                 info = entry.stat(follow_symlinks=False)
                 digest.update(f"{sub}/{entry.name} {info.st_mode} {info.st_size} {info.st_mtime_ns}\0".encode())
-        return digest.hexdigest()
 
     def restore(self, aside: Path) -> None:
         """Set a damaged ``.git`` aside (``aside/git``) and put a fresh clone's in its place.
@@ -841,16 +864,17 @@ class DataRepo:
 
     def commit_run(self, message: str, trailers: Mapping[str, str]) -> str | None:
         """Commit everything in the work tree on the branch; None if nothing changed."""
-        repo = self._repo()
-        branch = self._branch_name(repo)
-        full = self._message(message, trailers)
-        if not self._stage(repo):
-            return None
-        oid = self._commit_index(repo, self._local(repo, branch), full)
-        if oid is None:
-            return None
-        repo.references.create(f"refs/heads/{branch}", oid, force=True)
-        return str(oid)
+        with self._converted("commit failed"):
+            repo = self._repo()
+            branch = self._branch_name(repo)
+            full = self._message(message, trailers)
+            if not self._stage(repo):
+                return None
+            oid = self._commit_index(repo, self._local(repo, branch), full)
+            if oid is None:
+                return None
+            repo.references.create(f"refs/heads/{branch}", oid, force=True)
+            return str(oid)
 
     def _commit_index(self, repo: pygit2.Repository, parent: pygit2.Oid | None, message: str) -> pygit2.Oid | None:
         """A commit of the staged tree on ``parent``; None when the tree is the parent's."""
@@ -981,19 +1005,20 @@ class DataRepo:
         ref = f"refs/heads/{FAILED}{run_id}"
         if not run_id or not pygit2.reference_is_valid_name(ref):
             raise GitError(f"{self._name()}: run id {run_id!r} is not a valid branch name")
-        repo = self._repo()
-        branch = self._branch_name(repo)
-        full = self._message(message, trailers)
-        parent = self._local(repo, branch)
-        try:
-            if not self._stage(repo):
-                return None
-            oid = self._commit_index(repo, parent, full)
-            if oid is None:
-                return None
-            repo.references.create(ref, oid, force=True)
-        finally:
-            self._clean(repo, parent)
+        with self._converted("commit of a failed run failed"):
+            repo = self._repo()
+            branch = self._branch_name(repo)
+            full = self._message(message, trailers)
+            parent = self._local(repo, branch)
+            try:
+                if not self._stage(repo):
+                    return None
+                oid = self._commit_index(repo, parent, full)
+                if oid is None:
+                    return None
+                repo.references.create(ref, oid, force=True)
+            finally:
+                self._clean(repo, parent)
         if push:
             self.push_failed_run(run_id)
         return str(oid)
