@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -43,6 +43,9 @@ from maomao.model import Run, Spike, Tool, utc_iso
 from maomao.spikes.alerts import Alert, emit, post_json
 from maomao.store import Store
 from maomao.store.keys import Keys
+
+if TYPE_CHECKING:
+    from maomao.spikes.series import Series
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +129,27 @@ class Detection:
                 return points
         return {}
 
+    @staticmethod
+    def series(tool: Tool, workdir: Path) -> list[Series]:
+        """Blocking: the tool's series as its data directory holds them now."""
+        from maomao.spikes.series import tool_series
+
+        return tool_series(workdir, tool.metrics)
+
     def score(
-        self, tool: Tool, run_id: str, member: str, workdir: Path, recorded: dict[str, str] | None = None
+        self, tool: Tool, run_id: str, member: str, workdir: Path, recorded: dict[str, str] | None = None,
+        found_series: list[Series] | None = None,
     ) -> tuple[list[dict[str, Any]], list[Alert]]:
         """Blocking: the run record's entries and the alerts of the new points (after ``recorded``'s)."""
         import numpy as np
 
         from maomao.spikes.detector import score_series
-        from maomao.spikes.series import tool_series
 
         seen = {**self._load(tool.name), **(recorded or {})}
         entries: list[dict[str, Any]] = []
         alerts: list[Alert] = []
         now = utc_iso(datetime.now(UTC))
-        for series in tool_series(workdir, tool.metrics):
+        for series in found_series if found_series is not None else self.series(tool, workdir):
             entry: dict[str, Any] = {"metric": series.name, "points": len(series.values), "skipped": series.skipped}
             if not series.values:
                 entries.append({**entry, "spike": False})
@@ -175,9 +185,11 @@ class Detection:
     async def after_run(self, tool: Tool, run_id: str, member: str, workdir: Path) -> tuple[dict[str, Any], ...]:
         """Detect, alert, and return what goes into the run record; never raises."""
         try:
-            recorded = await self.last_seen(tool.name)
+            found = await trio.to_thread.run_sync(self.series, tool, workdir)
+            # what other members' runs looked at matters only when there are points to look at
+            recorded = await self.last_seen(tool.name) if any(s.values for s in found) else {}
             entries, alerts = await trio.to_thread.run_sync(
-                partial(self.score, tool, run_id, member, workdir, recorded)
+                partial(self.score, tool, run_id, member, workdir, recorded, found)
             )
         except Exception:
             log.exception("spike detection of run %s of %s failed", run_id, tool.name)
