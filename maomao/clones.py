@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
+#: what a destination path must not hold: NUL and other control characters, undecodable bytes (surrogates)
+_UNUSABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class CloneBusy(MaomaoError):
@@ -295,9 +298,19 @@ def _divergence(repo: pygit2.Repository, head: Head) -> tuple[int, int]:
 
 
 def destination(dataset: Dataset, importdir: Path, dest: Path | None, known: Clone | None) -> Path:
-    """``dest`` made absolute; else where it is recorded as cloned (if still there); else importdir/NAME."""
+    """``dest`` made absolute; else where it is recorded as cloned (if still there); else importdir/NAME.
+
+    A ``--dest`` that cannot name a directory (NUL, control characters, undecodable bytes, ``~user`` of
+    no user, longer than a path may be) is a UsageError.
+    """
     if dest is not None:
-        return Path(os.path.abspath(dest.expanduser()))
+        text = str(dest)
+        if not text or _UNUSABLE.search(text) or len(os.fsencode(text)) > 4095:
+            raise UsageError(f"--dest {text[:200]!r} is not a directory path that can be used")
+        try:
+            return Path(os.path.abspath(dest.expanduser()))
+        except RuntimeError:  # ~user of a user that does not exist, or no home
+            raise UsageError(f"--dest {text[:200]!r}: its home directory is unknown") from None
     if known is not None and _open(known.path) is not None:
         return known.path
     return Path(os.path.abspath(importdir / dataset.name))
@@ -307,8 +320,16 @@ def check_destination(dataset: Dataset, path: Path, recorded_url: str | None) ->
     """True when ``path`` is a clone of ``dataset`` to update, False when it is free to clone into.
 
     Raises UsageError (nothing written) when it holds anything else: a file,
-    a directory with other things in it, a clone of another remote.
+    a directory with other things in it, a clone of another remote, or when
+    it cannot be looked at (a name too long, a directory not to be read).
     """
+    try:
+        return _check_destination(dataset, path, recorded_url)
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be used as the destination: {exc.strerror or exc}") from None
+
+
+def _check_destination(dataset: Dataset, path: Path, recorded_url: str | None) -> bool:
     if not path.exists() and not path.is_symlink():
         return False
     if not path.is_dir():
