@@ -17,7 +17,8 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from types import UnionType
+from typing import TYPE_CHECKING, Any, ClassVar, Self, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from maomao.errors import MaomaoError, ValidationError
@@ -202,22 +203,126 @@ class Record:
 
     @classmethod
     def from_value(cls, value: bytes) -> Self:
+        """The record a stored value holds; :class:`UnreadableRecord` (one line saying why) if it holds none.
+
+        Beyond what constructing the record checks, every field must have its declared JSON type (a
+        string where text is due, a list of strings for a tuple, ...) and times must read as ISO 8601
+        UTC: what another program, an older maomao or a hand edit put in the store must not reach
+        code that trusts a record.
+        """
         try:
             data = json.loads(value)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MaomaoError(f"stored {cls.kind} is not JSON: {exc}") from exc
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise UnreadableRecord(f"stored {cls.kind} is not JSON: {_one_line(exc)}") from None
         version = data.get("v") if isinstance(data, dict) else None
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise MaomaoError(f"stored {cls.kind} has no schema version")
+            what = "a JSON object" if not isinstance(data, dict) else "an object"
+            raise UnreadableRecord(f"stored {cls.kind} has no schema version (\"v\": 1 in {what})")
         if data["v"] > SCHEMA_VERSION:
-            raise MaomaoError(
+            raise UnreadableRecord(
                 f"stored {cls.kind} {data.get('name')!r} has schema v{data['v']}; "
                 f"this maomao reads up to v{SCHEMA_VERSION}: upgrade it"
             )
         try:
-            return cls.from_dict(data)
-        except (TypeError, ValidationError) as exc:
-            raise MaomaoError(f"stored {cls.kind} {data.get('name')!r} is invalid: {exc}") from exc
+            record = cls.from_dict(data)  # the constructor's checks first: they say best what is wrong
+            _check_stored(cls, data)
+            return record
+        except (TypeError, ValueError, AttributeError, KeyError, ValidationError) as exc:
+            raise UnreadableRecord(f"stored {cls.kind} {data.get('name')!r} is invalid: {_one_line(exc)}") from None
+
+    def key_name(self) -> str:
+        """Where under its kind's prefix the record belongs: its name (``<tool>/<id>`` for runs and the like)."""
+        return self.name
+
+
+class UnreadableRecord(MaomaoError, ValueError):
+    """A stored value that holds no readable record: not JSON, a newer schema, a wrong type, a bad field."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    """Whether a JSON value fits a field's annotation (a tuple takes a list, a dataclass an object)."""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is str:
+        return isinstance(value, str)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return _number(value) and math.isfinite(value)  # type: ignore[arg-type]
+    origin = get_origin(hint)
+    if origin in (UnionType, Union):
+        return any(_conforms(value, arm) for arm in get_args(hint))
+    if origin is tuple:
+        item = get_args(hint)[0]
+        return isinstance(value, list | tuple) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        key, item = get_args(hint)
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        return isinstance(value, dict | hint)
+    return True
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _describe_hint(hint: Any) -> str:
+    text = str(hint).replace("typing.", "").replace("NoneType", "null").replace("maomao.model.", "")
+    return text.replace("<class '", "").replace("'>", "")
+
+
+#: fields holding times that code reads as times (ISO 8601 UTC, e.g. 2026-11-30T03:00:00Z; a Schedule's
+#: created may be "" for none); the others (a claim's, a member's) are only shown
+_TIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "schedule": ("created",),
+    "run": ("started", "finished"),
+    "spike": ("detected",),
+}
+#: fields holding names (tools, members, run ids): what keys and paths are made of
+_NAME_FIELDS: dict[str, tuple[str, ...]] = {
+    "claim": ("name", "tool", "member"),
+    "run": ("id", "tool", "member"),
+    "spike": ("tool", "run_id", "member"),
+    "request": ("name", "tool"),
+}
+
+
+def _check_stored(cls: type[Record], data: Mapping[str, Any]) -> None:
+    """The checks a stored record gets beyond its constructor's: JSON types, times, names."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = {name: hint for name, hint in get_type_hints(cls).items() if name in _field_names(cls)}
+    for name, hint in hints.items():
+        if name in data and not _conforms(data[name], hint):
+            raise ValidationError(f"{name} must be {_describe_hint(hint)}, not {type(data[name]).__name__}")
+    for name in _TIME_FIELDS.get(cls.kind, ()):
+        value = data.get(name)
+        if value is None or (value == "" and cls.kind == "schedule"):
+            continue
+        try:
+            parse_iso(value)
+        except ValueError:
+            raise ValidationError(f"{name} {value!r} is not a time like 2026-11-30T03:00:00Z") from None
+    for name in _NAME_FIELDS.get(cls.kind, ()):
+        if name in data:
+            check_name(data[name], name.replace("_", " "))
+    if cls.kind == "spike":
+        check_text(data.get("name", ""), "name", limit=200)
+        check_text(data.get("metric", ""), "metric", limit=64)
+    if cls.kind == "request" and "on" in data:
+        check_placement(data["on"])
+    if cls.kind == "member" and isinstance(data.get("labels"), dict):
+        for key, value in data["labels"].items():
+            if not (_LABEL.fullmatch(key) and _LABEL.fullmatch(value)):
+                raise ValidationError(f"label {key!r}={value!r} must be KEY=VALUE of letters, digits, '.', '_', '-'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +632,9 @@ class Claim(Record):
     claimed: str
     started: str | None = None
 
+    def key_name(self) -> str:
+        return f"{self.tool}/{self.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Run(Record):
@@ -561,6 +669,9 @@ class Run(Record):
     def name(self) -> str:  # type: ignore[override]
         return self.id
 
+    def key_name(self) -> str:
+        return f"{self.tool}/{self.id}"
+
     def __post_init__(self) -> None:
         _check_choice(self.state, RUN_STATES, "run state")
         _check_choice(self.trigger, TRIGGERS, "run trigger")
@@ -586,6 +697,9 @@ class Spike(Record):
     deviation: float | None  # (value - baseline) / |baseline|; None when the baseline is 0
     score: float
     detected: str  # ISO 8601 UTC
+
+    def key_name(self) -> str:
+        return f"{self.tool}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,32 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from maomao.errors import AlreadyExists, ConditionFailed, MaomaoError, NotFound
-from maomao.model import Claim, Dataset, Member, Record, Run, Schedule, Tool, check_name
+from maomao.model import Claim, Dataset, Member, Record, Run, Schedule, Tool, UnreadableRecord, check_name
 from maomao.store import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.store.keys import Keys
 
 R = TypeVar("R", bound=Record)
+
+
+def parse_at(kv: KeyValue, kind: type[R], root: str) -> R:
+    """The record stored at ``kv.key`` (under ``root``, its kind's prefix); MaomaoError naming the key if
+    it holds none, or a record whose name is not the key's (``tools/a`` holding tool ``b``)."""
+    shown = shown_key(kv.key)
+    try:
+        record = kind.from_value(kv.value)
+    except MaomaoError as exc:
+        raise UnreadableRecord(f"{shown}: {exc}") from None
+    where = kv.key[len(root) :] if kv.key.startswith(root) else kv.key
+    if record.key_name() != where:
+        raise UnreadableRecord(
+            f"{shown}: stored {kind.kind} is named {record.key_name()!r}, not {where!r} as its key says"
+        )
+    return record
+
+
+def shown_key(key: str) -> str:
+    """A key as one line can show it: as it is, or escaped (``repr``) when it holds a control character."""
+    return key if key.isprintable() else repr(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +57,12 @@ class Listing(Generic[R]):
 class Collection(Generic[R]):
     """One kind of named record under one key prefix."""
 
-    def __init__(self, store: Store, prefix: str, record: type[R]) -> None:
+    def __init__(self, store: Store, prefix: str, record: type[R], root: str | None = None) -> None:
         self.store = store
         self.prefix = prefix
         self.record = record
+        #: the prefix of every record of this kind (``runs/`` for the runs of one tool under ``runs/<tool>/``)
+        self.root = prefix if root is None else root
 
     async def list(self) -> Listing[R]:
         result = await self.store.range(self.prefix)
@@ -47,9 +70,9 @@ class Collection(Generic[R]):
         unreadable: list[str] = []
         for kv in result.kvs:
             try:
-                records.append(self.record.from_value(kv.value))
+                records.append(parse_at(kv, self.record, self.root))
             except MaomaoError as exc:
-                unreadable.append(f"{kv.key}: {exc}")
+                unreadable.append(str(exc))
         return Listing(tuple(records), tuple(unreadable), result.revision)
 
     async def get(self, name: str) -> R:
@@ -57,7 +80,7 @@ class Collection(Generic[R]):
         kv = await self.store.get(self.prefix + name)
         if kv is None:
             raise NotFound(f"no {self.record.kind} named {name!r}")
-        return self.record.from_value(kv.value)
+        return parse_at(kv, self.record, self.root)
 
     async def add(self, record: R, *, replace: bool = False) -> int:
         """Store ``record`` under its name; return the store revision."""
@@ -90,11 +113,11 @@ class Registry:
 
     def runs(self, tool: str) -> Collection[Run]:
         """The finished runs of one tool (``runs/<tool>/<run-id>``)."""
-        return Collection(self.store, self.keys.runs(check_name(tool, "tool name")), Run)
+        return Collection(self.store, self.keys.runs(check_name(tool, "tool name")), Run, self.keys.all_runs)
 
     def claims(self, tool: str) -> Collection[Claim]:
         """The runs of one tool in progress (``claims/<tool>/<run-id>``)."""
-        return Collection(self.store, self.keys.claims_of(check_name(tool, "tool name")), Claim)
+        return Collection(self.store, self.keys.claims_of(check_name(tool, "tool name")), Claim, self.keys.claims)
 
     async def tool_and_schedule(self, name: str) -> tuple[Tool, Schedule | None]:
         """One tool and its schedule (None when unscheduled), read at one revision."""
@@ -103,8 +126,9 @@ class Registry:
         tool_kv, schedule_kv = result.results
         if not isinstance(tool_kv, KeyValue):
             raise NotFound(f"no tool named {name!r}")
-        schedule = Schedule.from_value(schedule_kv.value) if isinstance(schedule_kv, KeyValue) else None
-        return Tool.from_value(tool_kv.value), schedule
+        tool = parse_at(tool_kv, Tool, self.keys.tools)
+        schedule = parse_at(schedule_kv, Schedule, self.keys.schedules) if isinstance(schedule_kv, KeyValue) else None
+        return tool, schedule
 
     async def schedule(self, schedule: Schedule) -> Schedule | None:
         """Write a tool's schedule while the tool exists; return the one it replaced."""

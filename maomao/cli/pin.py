@@ -15,7 +15,7 @@ from maomao.cli.context import Common, with_registry
 from maomao.config import Config, load_config
 from maomao.errors import ConditionFailed, MaomaoError, NotFound, UsageError
 from maomao.model import Tool, check_name
-from maomao.registry import Registry
+from maomao.registry import Registry, parse_at
 from maomao.runner import pinned_reference
 
 
@@ -44,7 +44,7 @@ def pin_tool(common: Common, name: str) -> None:
         kv = await registry.store.get(registry.keys.tool(name))
         if kv is None:
             raise NotFound(f"no tool named {name!r}")
-        return Tool.from_value(kv.value), kv.mod_revision
+        return parse_at(kv, Tool, registry.keys.tools), kv.mod_revision
 
     tool, revision = with_registry(common, read)
     if tool.runtime != "container":

@@ -13,7 +13,7 @@ from maomao.cli.output import warn
 from maomao.config import Config
 from maomao.errors import MaomaoError, NotFound, UsageError, ValidationError
 from maomao.model import Spike, check_name, parse_iso
-from maomao.registry import Registry
+from maomao.registry import Registry, parse_at
 
 app = App(name="spikes", help="The spikes found in the tools' series.")
 
@@ -23,8 +23,9 @@ def _since(text: str) -> datetime:
 
     try:
         return datetime.now(UTC) - parse_duration(text)
-    except ValidationError:
-        raise UsageError(f"--since {text!r} must be a duration like 7d, 12h or 90m") from None
+    except ValidationError as exc:
+        # the duration's own reason ("must be at most 366d", "expected e.g. 30s, ...") names the text
+        raise UsageError(f"--since: {exc}") from None
 
 
 def _deviation(spike: Spike) -> str:
@@ -59,9 +60,9 @@ def get(
         found = []
         for kv in result.kvs:
             try:
-                spike = Spike.from_value(kv.value)
+                spike = parse_at(kv, Spike, registry.keys.all_spikes)
             except MaomaoError as exc:
-                warn(str(exc))
+                warn(str(exc))  # names the key
                 continue
             if parse_iso(spike.detected) >= oldest:
                 found.append(spike)

@@ -19,7 +19,8 @@ from maomao.cli.output import emit_table, warn
 from maomao.config import Config
 from maomao.errors import MaomaoError
 from maomao.model import Claim, Member, Record, Run, Schedule, Spike, parse_iso, utc_iso
-from maomao.registry import Registry
+from maomao.registry import Registry, parse_at
+from maomao.store import KeyValue
 
 #: at most this many next runs, failures and spikes are shown
 SHOWN = 10
@@ -30,13 +31,14 @@ FAILED = ("failed", "timed_out")
 R = TypeVar("R", bound=Record)
 
 
-def _parse_all(kind: type[R], values: Iterable[tuple[str, bytes]]) -> list[R]:
+def _parse_all(kind: type[R], kvs: Iterable[KeyValue], root: str) -> list[R]:
+    """The records of ``kvs``; a line on stderr naming each key that holds none."""
     found = []
-    for key, value in values:
+    for kv in kvs:
         try:
-            found.append(kind.from_value(value))
+            found.append(parse_at(kv, kind, root))
         except MaomaoError as exc:
-            warn(f"{key}: {exc}")
+            warn(str(exc))
     return found
 
 
@@ -56,11 +58,11 @@ async def gather(registry: Registry, config: Config, now: datetime | None = None
     started = time.monotonic()
     members_kvs = await store.range(keys.members)
     latency = time.monotonic() - started
-    members = _parse_all(Member, ((kv.key, kv.value) for kv in members_kvs.kvs))
-    schedules = _parse_all(Schedule, ((kv.key, kv.value) for kv in (await store.range(keys.schedules)).kvs))
-    claims = _parse_all(Claim, ((kv.key, kv.value) for kv in (await store.range(keys.claims)).kvs))
-    runs = _parse_all(Run, ((kv.key, kv.value) for kv in (await store.range(keys.all_runs)).kvs))
-    spikes = _parse_all(Spike, ((kv.key, kv.value) for kv in (await store.range(keys.all_spikes)).kvs))
+    members = _parse_all(Member, members_kvs.kvs, keys.members)
+    schedules = _parse_all(Schedule, (await store.range(keys.schedules)).kvs, keys.schedules)
+    claims = _parse_all(Claim, (await store.range(keys.claims)).kvs, keys.claims)
+    runs = _parse_all(Run, (await store.range(keys.all_runs)).kvs, keys.all_runs)
+    spikes = _parse_all(Spike, (await store.range(keys.all_spikes)).kvs, keys.all_spikes)
 
     upcoming = []
     for schedule in schedules:

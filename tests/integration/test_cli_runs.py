@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -93,7 +93,8 @@ def test_tool_runs_lists_finished_and_running_newest_first(setup: Setup) -> None
         for claim in claims:
             await store.put(setup.keys.claim("tl-1", claim.name), claim.to_value(), lease=lease)
         # another tool's run, and a tool whose name extends this one's, stay out
-        await store.put(setup.keys.run("tl-10", "20261130T050000Z"), finished("20261130T050000Z").to_value())
+        other = replace(finished("20261130T050000Z"), tool="tl-10")  # a run is filed under its own tool
+        await store.put(setup.keys.run("tl-10", "20261130T050000Z"), other.to_value())
 
     setup.store(write)
     rows = table(ctl("tool", "runs", "tl-1").ok().stdout)
