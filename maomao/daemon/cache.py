@@ -21,6 +21,7 @@ import trio
 
 from maomao.errors import Compacted, MaomaoError, StoreUnavailable
 from maomao.model import Claim, Member, Record, RunRequest, Schedule, Tool
+from maomao.registry import parse_at, shown_key
 from maomao.store import Event, KeyValue, Store
 from maomao.store.keys import Keys
 
@@ -49,7 +50,8 @@ class StateCache:
         self.claims: dict[str, tuple[Claim, int]] = {}
         self.recorded: OrderedDict[str, None] = OrderedDict()
         self._mod: dict[str, int] = {}
-        self._bad: set[tuple[str, int]] = set()
+        #: keys holding no readable record -> the mod_revision of the value logged (each is logged once)
+        self._bad: dict[str, int] = {}
         self._changed = trio.Event()
         self._collections: list[tuple[str, str, type[Record], dict[str, object]]] = [
             ("tools", keys.tools, Tool, self.tools),  # type: ignore[list-item]
@@ -78,14 +80,22 @@ class StateCache:
 
     # -- keeping current ---------------------------------------------------------
 
-    def _parse(self, kv: KeyValue, record: type[R]) -> R | None:
+    def _parse(self, kv: KeyValue, record: type[R], root: str) -> R | None:
+        """The record at ``kv``; None (logged once per value written) when it holds none."""
         try:
-            return record.from_value(kv.value)
+            parsed = parse_at(kv, record, root)
         except MaomaoError as exc:
-            if (kv.key, kv.mod_revision) not in self._bad:
-                self._bad.add((kv.key, kv.mod_revision))
-                log.error("ignoring %s: %s", kv.key, exc)
+            if self._bad.get(kv.key) != kv.mod_revision:
+                self._bad[kv.key] = kv.mod_revision
+                shown = shown_key(kv.key)
+                log.error("ignoring %s (the rest goes on): %s", shown, str(exc).removeprefix(f"{shown}: "))
             return None
+        self._forget_bad(kv.key)
+        return parsed
+
+    def _forget_bad(self, key: str) -> None:
+        """A key fixed or deleted: what was logged about it is no longer needed."""
+        self._bad.pop(key, None)
 
     def apply(self, event: Event) -> None:
         """Fold one change in (idempotent, ignores events older than what it has)."""
@@ -100,15 +110,18 @@ class StateCache:
             self.versions["claims"] += 1
             if event.type == "delete":
                 self.claims.pop(key, None)
+                self._forget_bad(key)
             else:
-                claim = self._parse(event.kv, Claim)
+                claim = self._parse(event.kv, Claim, self.keys.claims)
                 if claim is not None:
                     self.claims[key] = (claim, event.kv.mod_revision)
         else:
             for collection, prefix, record, target in self._collections:
                 if key.startswith(prefix):
                     name = key[len(prefix) :]
-                    parsed = self._parse(event.kv, record) if event.type == "put" else None
+                    parsed = self._parse(event.kv, record, prefix) if event.type == "put" else None
+                    if event.type == "delete":
+                        self._forget_bad(key)
                     if parsed is None:
                         target.pop(name, None)
                     else:
