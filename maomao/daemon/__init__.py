@@ -25,6 +25,7 @@ revokes its lease and exits 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Literal
@@ -81,6 +82,7 @@ class Daemon:
             config.daemon.labels,
         )
         self.cache = StateCache(self.store, self.keys)
+        private_state_dir(config.daemon.state_dir)
         self.outbox = Outbox(self.store, config.daemon.state_dir / "outbox", self._settled)
         self.repos = DataRepos(config, self.store, self.keys)
         self.detection = Detection(config, self.store, self.keys, self.metrics)
@@ -233,6 +235,12 @@ class Daemon:
                 await self.membership.leave()
                 await self.store.aclose()
         log.info("stopped")
+
+
+def private_state_dir(path: Path) -> None:
+    """The daemon's state directory (outbox, detection state, perhaps the store) is its own: 0700."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def run_daemon(config_path: str | Path | None = None) -> int:
