@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from types import UnionType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, Union, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from maomao.errors import MaomaoError, ValidationError
 
@@ -99,12 +99,16 @@ def check_repo_url(url: str, what: str = "repository URL") -> str:
     allowed = "https://, http://, ssh://, user@host:path, file:// or an absolute path"
     if not isinstance(url, str):
         raise ValidationError(f"{what} must be text")
-    if not url or url.startswith("-") or _CONTROL.search(url) or " " in url.strip("/"):
+    if not url or url.startswith("-") or _CONTROL.search(url) or " " in url.strip("/") or len(url) > 4096:
         raise ValidationError(f"{what} {url!r} is not allowed: use {allowed}")
+    if _CONTROL.search(unquote(url)):  # %0a, %00: a newline or NUL once a transport decodes it
+        raise ValidationError(f"{what} {url!r} holds an encoded control character")
     if url.startswith("/"):
         return url
     scp = _SCP_URL.fullmatch(url)
     if scp and "://" not in url:
+        if scp["path"].startswith("-"):  # git refuses it too ("strange pathname"): an option to the remote side
+            raise ValidationError(f"{what} {url!r} has a path starting with '-'")
         return url
     try:
         parts = urlsplit(url)
@@ -115,9 +119,12 @@ def check_repo_url(url: str, what: str = "repository URL") -> str:
         return url
     if parts.scheme in ("https", "http", "ssh"):
         host = parts.hostname or ""
-        if host and not host.startswith("-") and re.fullmatch(r"[A-Za-z0-9.:_\[\]-]+", host):
-            return url
-        raise ValidationError(f"{what} {url!r} has no valid host")
+        if not (host and not host.startswith("-") and re.fullmatch(r"[A-Za-z0-9.:_\[\]-]+", host)):
+            raise ValidationError(f"{what} {url!r} has no valid host")
+        # ssh://-oProxyCommand=...@host/x: "user@host" is one argument of ssh, and that one is an option
+        if parts.username is not None and (not parts.username or unquote(parts.username).startswith("-")):
+            raise ValidationError(f"{what} {url!r} has a user name that is empty or starts with '-'")
+        return url
     raise ValidationError(f"{what} {url!r} is not allowed: use {allowed}")
 
 
