@@ -326,6 +326,12 @@ def _check_stored(cls: type[Record], data: Mapping[str, Any]) -> None:
         check_text(data.get("metric", ""), "metric", limit=64)
     if cls.kind == "request" and "on" in data:
         check_placement(data["on"])
+    if cls.kind == "member":  # shown in tables: text, no control characters
+        check_text(data.get("host", ""), "host")
+        check_text(data.get("version", ""), "version", limit=64)
+    if cls.kind == "claim":
+        _check_choice(data.get("state"), RUN_STATES, "claim state")
+        _check_choice(data.get("trigger"), TRIGGERS, "claim trigger")
     if cls.kind == "member" and isinstance(data.get("labels"), dict):
         for key, value in data["labels"].items():
             if not (_LABEL.fullmatch(key) and _LABEL.fullmatch(value)):

@@ -57,7 +57,10 @@ def completion(shell: Literal["bash", "zsh"], /) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """The message on one line, control characters escaped (a path or a value may hold ESC or NUL)."""
+    from maomao.cli.output import printable
+
+    return printable(" ".join(str(text).split()))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

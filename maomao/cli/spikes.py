@@ -18,11 +18,13 @@ from maomao.registry import Registry, parse_at
 app = App(name="spikes", help="The spikes found in the tools' series.")
 
 
-def _since(text: str) -> datetime:
-    from maomao.schedule import parse_duration
+def _since(text: str) -> tuple[datetime, str]:
+    """The oldest time ``--since`` takes in, and the duration as maomao spells it (``1d``, ``1h30m``)."""
+    from maomao.schedule import format_duration, parse_duration
 
     try:
-        return datetime.now(UTC) - parse_duration(text)
+        duration = parse_duration(text)
+        return datetime.now(UTC) - duration, format_duration(duration)
     except ValidationError as exc:
         # the duration's own reason ("must be at most 366d", "expected e.g. 30s, ...") names the text
         raise UsageError(f"--since: {exc}") from None
@@ -50,7 +52,7 @@ def get(
     """
     if tool is not None:
         check_name(tool, "tool name")
-    oldest = _since(since)
+    oldest, since = _since(since)
 
     async def read(registry: Registry, _config: Config) -> list[Spike]:
         prefix = registry.keys.spikes(tool) if tool is not None else registry.keys.all_spikes

@@ -258,3 +258,16 @@ def test_the_real_entry_point_names_the_key(base: Embedded, tmp_path: Path) -> N
         assert key in single.error(1)
     finally:
         base.delete(key)
+
+
+def test_a_hand_written_member_with_escape_sequences_is_not_shown(base: Embedded) -> None:
+    """A member's host and version are shown in tables: a value driving the terminal is refused."""
+    key = KEYS.member("shady")
+    member = Member("shady", "h", "1", ("process",), {}, NOW)
+    base.put_raw(key, json.dumps({**good_fields(member), "host": "\x1b]0;owned\x07h"}).encode())
+    try:
+        listing = base("member", "get")
+        warned_about(listing, key)
+        assert "\x1b" not in listing.stdout + listing.stderr and "lab-1" in listing.stdout
+    finally:
+        base.delete(key)

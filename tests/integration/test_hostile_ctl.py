@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from maomao.model import Dataset, Run, Schedule, Spike, Tool
 from maomao.store.keys import Keys
 from tests.support.cli import MAOCTL, MAOMAO, Result, clean_env, run
-from tests.support.inprocess import Embedded
+from tests.support.inprocess import Embedded, call, clean_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -96,9 +96,9 @@ NUMBER = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["1", "0.5", "60", "3600", "86400", "604800", "604801", "1000000"]),
 )
-MEMORY = (shaped(r"[0-9]{1,25}[bkmgtBKMGT]?"))
-ENV = (shaped(r"[A-Za-z_][A-Za-z0-9_]{0,8}=[a-z]{0,5}") | st.sampled_from(["MAOMAO_X=1", "PATH=/x", "=x"]))
-METRIC = (shaped(r"[a-z]{1,5}=[a-z*./]{1,8}(:[a-z]{1,5})?") | st.sampled_from(["m=../../x:c", "m=/etc/*"]))
+MEMORY = shaped(r"[0-9]{1,25}[bkmgtBKMGT]?")
+ENV = shaped(r"[A-Za-z_][A-Za-z0-9_]{0,8}=[a-z]{0,5}") | st.sampled_from(["MAOMAO_X=1", "PATH=/x", "=x"])
+METRIC = shaped(r"[a-z]{1,5}=[a-z*./]{1,8}(:[a-z]{1,5})?") | st.sampled_from(["m=../../x:c", "m=/etc/*"])
 SPIKE = (
     st.builds(
         "{}{}={}".format,
@@ -107,7 +107,7 @@ SPIKE = (
         NUMBER,
     )
 )
-MOUNT = (st.sampled_from(["/data", "/usr/src/app/data", "/proc", "/a/../b", "relative", "/a//b"]))
+MOUNT = st.sampled_from(["/data", "/usr/src/app/data", "/proc", "/a/../b", "relative", "/a//b"])
 SCHEDULE = (
     st.sampled_from(
         [
@@ -121,10 +121,12 @@ ZONE = (
     st.sampled_from(["UTC", "Europe/Berlin", "America/St_Johns", "localtime", "posixrules", "../../../etc/passwd",
                      "/etc/localtime", "Europe/../UTC", "right/UTC", "Etc/GMT+14"])
 )
-PLACEMENT = (st.sampled_from(["any", "all", "lab-1", "site=lab", "site=", "=lab", "a=b=c", "gpu=yes"]))
-DURATION = (st.sampled_from(["7d", "12h", "90m", "1h30m", "0s", "366d", "367d", "-1d", "1 d", "1w", "5"]))
-RUN_ID = (st.sampled_from(["20261130T030000Z", "20261130T030512Z-123a1b", "20261130T030000Z.lab-1"]))
-PATHS = (st.sampled_from(["dest", "./dest", "/nonexistent/dir", "/etc", "/proc/self", "../escape"]))
+PLACEMENT = st.sampled_from(["any", "all", "lab-1", "site=lab", "site=", "=lab", "a=b=c", "gpu=yes"])
+DURATION = st.sampled_from(
+    ["7d", "12h", "90m", "1h30m", "0s", "366d", "367d", "-1d", "1 d", "1w", "5", "\t1d\n", " 36h "]
+)
+RUN_ID = st.sampled_from(["20261130T030000Z", "20261130T030512Z-123a1b", "20261130T030000Z.lab-1"])
+PATHS = st.sampled_from(["dest", "./dest", "/nonexistent/dir", "/etc", "/proc/self", "../escape"])
 
 # -- the store the commands meet ----------------------------------------------------------------
 
@@ -165,6 +167,10 @@ def check(store: Embedded, argv: list[str]) -> Result:
     result = store(*argv)
     assert result.returncode in (0, 1, 2), str(result)
     lines = result.stderr.splitlines()
+    # what reaches a terminal drives no escape sequence and keeps to its lines
+    assert all(line.isprintable() for line in lines), str(result)
+    if "--json" not in argv and argv[:2] != ["tool", "logs"]:  # JSON and a tool's own output are data
+        assert all(line.isprintable() for line in result.stdout.splitlines()), str(result)
     if result.returncode == 2:
         assert len(lines) == 1 and result.stderr.endswith("\n"), str(result)
         assert lines[0].startswith("error: ") and len(lines[0]) > len("error: "), str(result)
@@ -346,6 +352,21 @@ def test_a_clone_destination_that_names_no_directory(store: Embedded, dest: str)
     assert "--dest" in line or "cannot be used as the destination" in line, line
     assert store.contents() == before
     assert not (store.importdir / "seedset").exists()
+
+
+def test_an_error_line_escapes_control_characters(store: Embedded) -> None:
+    """A value echoed in an error (here the config path) reached the terminal raw: ESC sequences, NUL."""
+    for path in ("/x\x1b[31m", "/x\x00y", "/x\u202ey", "/x\udcffy"):
+        with clean_environment(store.home):
+            result = call(["ctl", "tool", "get", "--config", path])
+        line = result.error(2)
+        assert line.isprintable() and ("\\x" in line or "\\u" in line), line
+
+
+def test_spikes_since_is_echoed_as_maomao_spells_it(store: Embedded) -> None:
+    """``--since '\\t1d\\n'`` was accepted and echoed raw (a tab, an empty line) in "no spikes in the last ..."."""
+    result = store("spikes", "get", "--since", "\t12h\n").ok()
+    assert result.stdout in ("no spikes in the last 12h\n",) or result.stdout.startswith("DETECTED"), result
 
 
 def test_what_the_fuzz_wrote_is_readable(store: Embedded) -> None:
