@@ -12,7 +12,12 @@ range, NaN and infinities, digits of other scripts.  For each command line:
 * the exit status is 0, 1 or 2;
 * exit 2 (bad input) prints exactly one line, ``error: ...``, on stderr and
   leaves the store exactly as it was (every key, value and revision);
-* exit 0 prints no ``error:`` line.
+* exit 1 (a valid command that could not be done: no live member, no
+  container engine, a remote that does not exist) ends with an ``error:``
+  line and leaves the store as it was too;
+* exit 0 prints no ``error:`` line;
+* every stderr line, and stdout but JSON and a tool's own log, is printable:
+  no ESC sequence, NUL or bidi override reaches a terminal.
 
 The CLI runs in this process (``maomao.cli.main``, a few milliseconds a
 call) against an embedded store seeded with a tool, a schedule, a dataset,
@@ -20,8 +25,10 @@ a run and a spike, so that reads find something and writes meet existing
 names; a few subprocess runs check that the real entry points behave the
 same.  Nothing here can reach a network or run a tool: the seeded tool's
 data repository and the dataset's remote are paths that do not exist, no
-member is live (so ``tool run`` writes no request), ``--here`` and ``--pin``
-are only drawn with names that are not registered.
+member is live (so ``tool run`` writes no request), the configured container
+engine is a socket that does not exist (``--pin`` fails at once), and
+``tool run --here`` and ``tool pin`` only meet names that are not registered.
+``HOSTILE_EXAMPLES=1000`` runs each property longer (about seven minutes).
 """
 
 from __future__ import annotations
