@@ -70,6 +70,18 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+#: a run id: a slot (``20261130T030000Z``), with ``-<ms><hex>`` for a request, ``.<member>`` for ``--on all``
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,159}")
+
+
+def check_run_id(run_id: str) -> str:
+    if not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
+        raise ValidationError(
+            f"run id {run_id!r} is not allowed: 1-160 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+        )
+    return run_id
+
+
 def check_text(value: str, what: str, *, limit: int = 256, empty: bool = False) -> str:
     """Free text for a table cell: no control characters, bounded length."""
     if not isinstance(value, str):
@@ -295,10 +307,17 @@ _TIME_FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: fields holding names (tools, members, run ids): what keys and paths are made of
 _NAME_FIELDS: dict[str, tuple[str, ...]] = {
-    "claim": ("name", "tool", "member"),
-    "run": ("id", "tool", "member"),
-    "spike": ("tool", "run_id", "member"),
-    "request": ("name", "tool"),
+    "claim": ("tool", "member"),
+    "run": ("tool", "member"),
+    "spike": ("tool", "member"),
+    "request": ("tool",),
+}
+#: fields holding run ids
+_RUN_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "claim": ("name",),
+    "run": ("id",),
+    "spike": ("run_id",),
+    "request": ("name",),
 }
 
 
@@ -321,8 +340,11 @@ def _check_stored(cls: type[Record], data: Mapping[str, Any]) -> None:
     for name in _NAME_FIELDS.get(cls.kind, ()):
         if name in data:
             check_name(data[name], name.replace("_", " "))
+    for name in _RUN_ID_FIELDS.get(cls.kind, ()):
+        if name in data:
+            check_run_id(data[name])
     if cls.kind == "spike":
-        check_text(data.get("name", ""), "name", limit=200)
+        check_text(data.get("name", ""), "name", limit=300)
         check_text(data.get("metric", ""), "metric", limit=64)
     if cls.kind == "request" and "on" in data:
         check_placement(data["on"])

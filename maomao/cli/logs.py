@@ -20,7 +20,7 @@ import trio
 from maomao.cli.runs import list_runs
 from maomao.config import Config
 from maomao.errors import NotFound
-from maomao.model import Run, check_name
+from maomao.model import Run, check_name, check_run_id
 from maomao.registry import Registry
 from maomao.runner import log_path
 
@@ -65,7 +65,7 @@ def _copy(handle: BinaryIO, out: BinaryIO) -> int:
 async def show_logs(registry: Registry, config: Config, tool: str, run_id: str | None, follow: bool) -> int:
     check_name(tool, "tool name")
     if run_id is not None:
-        check_name(run_id, "run id")
+        check_run_id(run_id)
     run = await find_run(registry, tool, run_id)
     path = log_path(config.importdir, tool, run.id)
     out = sys.stdout.buffer

@@ -271,3 +271,27 @@ def test_a_hand_written_member_with_escape_sequences_is_not_shown(base: Embedded
         assert "\x1b" not in listing.stdout + listing.stderr and "lab-1" in listing.stdout
     finally:
         base.delete(key)
+
+
+def test_the_checks_keep_every_record_a_daemon_writes(base: Embedded) -> None:
+    """An ``--on all`` run's id is its slot and its member's name (up to 81 characters): still a good run,
+    shown by ``tool runs`` and by ``tool logs NAME RUN_ID``; a claim with times the daemon did not write
+    (they are only shown) is still listed."""
+    member = "m" * 64
+    run_id = f"20261130T000000Z.{member}"
+    key = KEYS.run("good", run_id)
+    record = Run(
+        id=run_id, tool="good", slot=NOW, trigger="schedule", member=member, state="succeeded",
+        started=NOW, finished=NOW, exit_code=0, output_tail="per member\n",
+    )
+    base.put_raw(key, record.to_value())
+    claim_key = KEYS.claim("good", "20261130T050000Z")
+    claim = Claim("20261130T050000Z", "good", "lab-1", NOW, "schedule", "claimed", "soon")
+    base.put_raw(claim_key, claim.to_value())
+    try:
+        runs = base("tool", "runs", "good", "--json").ok()
+        assert runs.stderr == "" and {r["id"] for r in runs.json()} >= {run_id, "20261130T050000Z"}, runs
+        assert "per member" in base("tool", "logs", "good", run_id).ok().stdout
+    finally:
+        base.delete(key)
+        base.delete(claim_key)
