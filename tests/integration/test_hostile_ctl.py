@@ -289,7 +289,10 @@ COMMANDS = {
     "member get": command(["member", "get"], [NAME], {"--json": None}, optional=1),
     "spikes get": command(["spikes", "get"], [st.just("seed")], {"--since": DURATION, "--json": None}, optional=1),
     "status": command(["status"], [], {"--json": None}),
-    "nouns": st.lists(HOSTILE, min_size=1, max_size=3).map(lambda words: ["tool", *words]),
+    # a noun, then anything: unknown verbs, options where the verb goes, words too many
+    "nouns": st.tuples(
+        st.sampled_from(["tool", "dataset", "member", "spikes", "status"]), st.lists(HOSTILE, min_size=1, max_size=3)
+    ).map(lambda drawn: [drawn[0], *drawn[1]]),
 }
 
 #: commands that must not reach a container engine or run a tool: they only meet names not registered
