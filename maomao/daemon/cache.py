@@ -43,7 +43,10 @@ class StateCache:
         #: per collection ("tools", "schedules", "members", "requests", "claims"): bumped on each change
         self.versions: dict[str, int] = dict.fromkeys(("tools", "schedules", "members", "requests", "claims"), 0)
         self.tools: dict[str, Tool] = {}
+        #: the schedules of the tools in ``tools``: a schedule whose tool is missing or unreadable is
+        #: kept aside (its slots could never be claimed, and each would be logged as missed) until it is
         self.schedules: dict[str, Schedule] = {}
+        self._stored_schedules: dict[str, Schedule] = {}
         self.members: dict[str, Member] = {}
         self.requests: dict[str, RunRequest] = {}
         #: claim key -> (claim, mod_revision)
@@ -55,7 +58,7 @@ class StateCache:
         self._changed = trio.Event()
         self._collections: list[tuple[str, str, type[Record], dict[str, object]]] = [
             ("tools", keys.tools, Tool, self.tools),  # type: ignore[list-item]
-            ("schedules", keys.schedules, Schedule, self.schedules),  # type: ignore[list-item]
+            ("schedules", keys.schedules, Schedule, self._stored_schedules),  # type: ignore[list-item]
             ("members", keys.members, Member, self.members),  # type: ignore[list-item]
             ("requests", keys.requests, RunRequest, self.requests),  # type: ignore[list-item]
         ]
@@ -127,15 +130,27 @@ class StateCache:
                     else:
                         target[name] = parsed
                     self.versions[collection] += 1
+                    if collection in ("tools", "schedules"):
+                        self._schedule_follows_tool(name)
                     break
             else:
                 return
         self._changed.set()
         self._changed = trio.Event()
 
+    def _schedule_follows_tool(self, name: str) -> None:
+        """Show ``name``'s schedule while its tool is readable; keep it aside while it is not."""
+        stored = self._stored_schedules.get(name)
+        if stored is not None and name in self.tools:
+            if self.schedules.get(name) is not stored:
+                self.schedules[name] = stored
+                self.versions["schedules"] += 1
+        elif self.schedules.pop(name, None) is not None:
+            self.versions["schedules"] += 1
+
     async def load(self) -> None:
         """Read every collection afresh."""
-        for mapping in (self.tools, self.schedules, self.members, self.requests, self.claims):
+        for mapping in (self.tools, self.schedules, self._stored_schedules, self.members, self.requests, self.claims):
             mapping.clear()
         self._mod.clear()
         revisions = []

@@ -237,3 +237,53 @@ async def test_the_state_cache_says_it_once_across_reloads_and_forgets_a_fixed_k
             assert set(cache.tools) == {"u"}
     finally:
         await store.aclose()
+
+
+async def test_a_schedule_waits_aside_while_its_tool_cannot_be_read(tmp_path: Path) -> None:
+    """The scheduler sees a schedule only while its tool is readable: no slot of it is queued, so none is
+    logged as missed, slot after slot; the tool fixed, the schedule is back (and the scheduler told)."""
+    from maomao.daemon.cache import StateCache
+    from maomao.store import Event
+    from maomao.store.embedded import EmbeddedStore
+    from maomao.store.keys import Keys
+
+    keys = Keys("/maomao/")
+    store = EmbeddedStore(tmp_path / "store.db")
+    try:
+        good = {**tool_fields("t", "/srv/git/t.git"), "command": "true"}
+        await store.put(keys.tool("t"), json.dumps({**good, "data_repo": "ext::sh -c x"}).encode())
+        await store.put(keys.schedule("t"), Schedule("t", "@every 1s", created=now_iso()).to_value())
+        await store.put(keys.schedule("orphan"), Schedule("orphan", "daily", created=now_iso()).to_value())
+        cache = StateCache(store, keys)
+        await cache.load()
+        assert cache.schedules == {} and cache.tools == {}
+
+        async def put(value: bytes) -> None:
+            """Write the tool's value, and fold it into the cache as its watch would."""
+            await store.put(keys.tool("t"), value)
+            kv = await store.get(keys.tool("t"))
+            assert kv is not None
+            cache.apply(Event("put", kv))
+
+        seen = cache.versions["schedules"]
+        await put(json.dumps(good).encode())  # fixed by hand
+        assert set(cache.schedules) == {"t"} and cache.versions["schedules"] > seen
+        seen = cache.versions["schedules"]
+        await put(b"{")  # broken again
+        assert cache.schedules == {} and cache.versions["schedules"] > seen
+    finally:
+        await store.aclose()
+
+
+def test_a_scheduled_tool_that_cannot_be_read_costs_one_log_line(make_daemons: MakeDaemons, tmp_path: Path) -> None:
+    """Past the slots' deadline (the takeover window, about 8 s with ttl 2), not a line per slot."""
+    cluster = make_daemons(embedded_spec(tmp_path, ttl=2))
+    keys = cluster.records.keys
+    put_raw(cluster, keys.tool("evil"), {**tool_fields("evil", "ext::sh -c x"), "command": "true"})
+    cluster.records.schedule("evil", "@every 1s")
+    daemon = cluster.start("lab-1", claim_grace="0.2")
+    time.sleep(11)
+    assert len(ignored_lines(daemon, keys.tool("evil"))) == 1
+    noise = [line for line in daemon.stderr().splitlines() if "evil" in line and "ignoring" not in line]
+    assert not noise, noise
+    assert not all_runs(cluster, "evil")
