@@ -183,7 +183,11 @@ class Daemon:
             await self.repos.withdraw(known, run_id)
         self.repos.wake()
 
-    def _outbox_holds(self, tool: str) -> bool:
+    def _push_waits(self, tool: str) -> bool:
+        """Whether ``tool``'s pending pushes must wait: a run of it is going (its work tree is
+        in use: a rebase would reset it under the run) or the outbox holds a record of it."""
+        if any(key.startswith(f"{tool}/") for key in self.executor.active):
+            return True
         prefix = self.keys.claims_of(tool)
         return any(key.startswith(prefix) for key in self.outbox.held)
 
@@ -223,7 +227,7 @@ class Daemon:
                 await nursery.start(self.cache.follow)
                 await nursery.start(self.outbox.flush_loop)
                 await nursery.start(self.executor.serve)
-                await nursery.start(self.repos.retry_loop, lambda: self.cache.tools, self._outbox_holds)
+                await nursery.start(self.repos.retry_loop, lambda: self.cache.tools, self._push_waits)
                 await nursery.start(self.detection.webhook_loop)
                 await nursery.start(self.scheduler.run)
                 await nursery.start(self.retention.run)

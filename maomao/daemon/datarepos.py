@@ -288,15 +288,23 @@ class DataRepos:
         """Push pending commits and settle run records, every ``push_retry`` seconds.
 
         ``tools`` gives the registered tools; ``held(tool)`` says whether the
-        outbox still holds a record of that tool (not settled until it lands).
+        tool's pushes must wait: a run of it is going (a rebase would reset
+        its work tree under it) or the outbox still holds a record of it (it
+        may yet be fenced; not settled until it lands).
         """
         await self._seed(tools())
         task_status.started()
+        delay = self.config.git.push_retry
         while True:
-            with trio.move_on_after(self.config.git.push_retry):
+            with trio.move_on_after(delay):
                 await self._wake.wait()
+            woken = self._wake.is_set()
             self._wake = trio.Event()
-            await self.retry_once(tools(), held)
+            stuck = await self.retry_once(tools(), held)
+            # after a wake-up, a push that did not go (the remote busy with other members' pushes, a
+            # lock) is tried again soon, backing off to push_retry; otherwise every push_retry
+            retry = self.config.git.push_retry
+            delay = min(retry, 1.0 if woken else delay * 2) if stuck else retry
 
     def wake(self) -> None:
         """Try the pending pushes now (a record they waited for has landed)."""
@@ -321,7 +329,9 @@ class DataRepos:
     def _unpushed(repo: DataRepo) -> int:
         return repo.ahead_of_remote() + len(repo.pending_failed_branches())
 
-    async def retry_once(self, tools: dict[str, Tool], held: Callable[[str], bool]) -> None:
+    async def retry_once(self, tools: dict[str, Tool], held: Callable[[str], bool]) -> bool:
+        """One round of pending pushes; whether a push that could go did not."""
+        stuck = False
         for name in sorted(self.unsettled):
             tool = tools.get(name)
             if tool is None or not (self.path(name) / ".git").exists():
@@ -336,10 +346,12 @@ class DataRepos:
                 log.warning("%s: pending push failed: %s", name, exc)
                 continue
             if state == "pending":
+                stuck = True
                 continue
             settled = await self._settle(tool, repo)
             if settled and not held(name):
                 self.unsettled.discard(name)
+        return stuck
 
     @staticmethod
     def _push_pending(repo: DataRepo) -> str:

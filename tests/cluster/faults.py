@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,15 +66,13 @@ def leader(etcd: EtcdCluster) -> int | None:
     for index, node in enumerate(etcd.nodes):
         if node.process is None or node.process.poll() is not None:
             continue
-        out = subprocess.run(
-            ["etcdctl", "--endpoints", node.endpoint, "--command-timeout", "3s", "endpoint", "status", "-w", "json"],
-            capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=20,
-        )
+        request = urllib.request.Request(node.endpoint + "/v3/maintenance/status", data=b"{}", method="POST")
         try:
-            (status,) = (s["Status"] for s in json.loads(out.stdout))
-        except ValueError:
+            with urllib.request.urlopen(request, timeout=3) as response:
+                status = json.loads(response.read())
+        except (OSError, ValueError):
             continue  # not answering (an election under way)
-        if status["header"]["member_id"] == status["leader"]:
+        if status.get("leader") and status["header"]["member_id"] == status["leader"]:
             return index
     return None
 

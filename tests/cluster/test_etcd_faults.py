@@ -27,6 +27,8 @@ pytestmark = pytest.mark.integration
 MakeDaemons = Callable[[StoreSpec], Daemons]
 MEMBERS = ["alpha", "beta", "gamma"]
 EVERY = "@every 2s"
+#: a daemon that dies of a bug says where (the tests also fail on any traceback in the logs)
+DEBUG = {"MAOMAO_DEBUG": "1"}
 
 
 def schedule_tools(cluster: Daemons, count: int) -> dict[str, str]:
@@ -56,13 +58,18 @@ def test_the_etcd_leader_killed_under_running_members(
 ) -> None:
     cluster = make_daemons(etcd_spec(etcd3.endpoints, prefix, ttl=4))
     remotes = schedule_tools(cluster, 8)
-    daemons = cluster.start_many(MEMBERS)
+    daemons = cluster.start_many(MEMBERS, env=DEBUG)
     ready = wall()
     time.sleep(12)
-    index = wait_for("the etcd leader", lambda: leader(etcd3), timeout=10)
+
+    def leading() -> list[int]:  # a list: wait_for wants something truthy, and node 0 may lead
+        found = leader(etcd3)
+        return [found] if found is not None else []
+
+    (index,) = wait_for("the etcd leader", leading, timeout=10)
     etcd3.stop(index, sig=signal.SIGKILL)
     killed = wall()
-    new_leader = wait_for("a new etcd leader", lambda: leader(etcd3), timeout=20, interval=0.2)
+    (new_leader,) = wait_for("a new etcd leader", leading, timeout=20, interval=0.2)
     elected = (wall() - killed).total_seconds()
     time.sleep(12)
     etcd3.start(index)  # the old leader comes back as a follower
@@ -96,7 +103,7 @@ def test_all_of_etcd_down_for_30_seconds(etcd3: EtcdCluster, prefix: str, make_d
     remotes = schedule_tools(cluster, 6)
     # one long run on each member, going when the store goes away
     long_remote = cluster.records.add_tool("long", collector(cluster.shared, "sleep 8")).data_repo
-    daemons = cluster.start_many(MEMBERS)
+    daemons = cluster.start_many(MEMBERS, env=DEBUG)
     ready = wall()
     time.sleep(12)
     for name in MEMBERS:
