@@ -304,7 +304,7 @@ class EtcdStore(Store):
         url: str, timeout: float, ca_cert: str | None, cert: str | None, key: str | None
     ) -> Etcd3Client:
         parts = urlsplit(url)
-        return Etcd3Client(
+        client = Etcd3Client(
             host=parts.hostname or "localhost",
             port=parts.port or 2379,
             protocol=parts.scheme or "http",
@@ -314,6 +314,10 @@ class EtcdStore(Store):
             timeout=timeout,
             api_path="/v3/",
         )
+        # the endpoints are explicit: no proxy, netrc or CA bundle from the environment (requests
+        # would look them up again on every request, a tenth of a request's time under load)
+        client.session.trust_env = False
+        return client
 
     # -- requests -----------------------------------------------------------
 
@@ -554,6 +558,7 @@ class EtcdStore(Store):
             index = (self._current + attempt) % len(self._clients)
             client = self._clients[index]
             session = requests.Session()
+            session.trust_env = False
             try:
                 token = self._token(index)
                 response = session.post(
