@@ -150,7 +150,15 @@ class Config:
 def _text(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not hold control characters")
     return value
+
+
+def _excerpt(line: str, width: int = 60) -> str:
+    """A line of a file that is not a config file, short enough to show (it may be anything)."""
+    line = line.strip()
+    return line if len(line) <= width else line[:width] + "…"
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -436,7 +444,7 @@ def _read_file(path: Path) -> configparser.ConfigParser:
             parser.read_file(handle)
     except configparser.MissingSectionHeaderError as exc:
         raise ConfigError(
-            f"config file {path} line {exc.lineno}: {exc.line.strip()!r} comes before any [section]"
+            f"config file {path} line {exc.lineno}: {_excerpt(exc.line)!r} comes before any [section]"
         ) from exc
     except configparser.ParsingError as exc:
         # its message is several lines; keep the first line it could not parse
@@ -444,7 +452,7 @@ def _read_file(path: Path) -> configparser.ConfigParser:
         with contextlib.suppress(ValueError, SyntaxError):
             line = str(ast.literal_eval(line))  # configparser reports the repr of the line
         raise ConfigError(
-            f"config file {path} line {lineno}: {line.strip()!r} is not [section] or key = value"
+            f"config file {path} line {lineno}: {_excerpt(line)!r} is not [section] or key = value"
         ) from exc
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -343,3 +343,19 @@ def test_unreadable_file(place: Path) -> None:
 def test_config_error_is_a_usage_error() -> None:
     assert issubclass(ConfigError, UsageError)
     assert ConfigError("x").exit_code == 2
+
+
+def test_text_values_refuse_control_characters(tmp_path: Path) -> None:
+    path = tmp_path / "c.ini"
+    path.write_text("[store]\nbackend = embedded\npath = /tmp/a\x00b\n")
+    with pytest.raises(ConfigError, match="must not hold control characters"):
+        load_config(path, environ={})
+
+
+def test_a_file_that_is_not_a_config_is_quoted_short(tmp_path: Path) -> None:
+    path = tmp_path / "environ"
+    path.write_text("SECRET_TOKEN=" + "x" * 500 + "\0OTHER=1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    message = str(caught.value)
+    assert "comes before any [section]" in message and "x" * 100 not in message and len(message) < 200
