@@ -96,6 +96,10 @@ class StateCache:
         self._forget_bad(kv.key)
         return parsed
 
+    def unreadable(self, key: str) -> bool:
+        """Whether ``key`` holds a value that is no readable record (it was logged)."""
+        return key in self._bad
+
     def _forget_bad(self, key: str) -> None:
         """A key fixed or deleted: what was logged about it is no longer needed."""
         self._bad.pop(key, None)

@@ -213,7 +213,12 @@ class Executor:
     async def _run(self, job: Job) -> Run | None:
         tool = self.cache.tools.get(job.tool)
         if tool is None:
-            return self._run_record(job, "failed", detail=f"tool {job.tool} is no longer registered")
+            key = self.keys.tool(job.tool)
+            why = (
+                f"tool {job.tool}'s record ({key}) is not readable; nothing ran"
+                if self.cache.unreadable(key) else f"tool {job.tool} is no longer registered"
+            )
+            return self._run_record(job, "failed", detail=why)
         if job.forbid_overlap:
             # another slot's run still going (for --on all: on this member)
             # (a claim of this member's whose job is not active has finished; its record may wait

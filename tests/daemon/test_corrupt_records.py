@@ -177,7 +177,7 @@ def test_a_tool_whose_data_repository_tries_another_transport_never_runs(cluster
     for name in names:
         (run,) = all_runs(cluster, name)
         assert run.state == "failed" and run.exit_code is None and not run.commit, run
-        assert name in run.detail, run
+        assert name in run.detail and "is not readable; nothing ran" in run.detail, run
         logged = ignored_lines(daemon, keys.tool(name))
         assert len(logged) == 1, (name, logged)
         assert "is invalid: data_repo" in logged[0], logged[0]
