@@ -31,7 +31,6 @@ rewritten it: hooks, ``core.fsmonitor``, ``remote.*.pushurl``, alternates);
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -47,6 +46,7 @@ import pygit2
 from pygit2.enums import CheckoutStrategy, CredentialType, FileMode, FileStatus, Option, RepositoryOpenFlag, ResetMode
 
 from maomao.errors import MaomaoError
+from maomao.gitguard import REMOTE, config_problems, layout_problems, show_name, snapshot
 from maomao.model import check_repo_url
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
 
 PushState = Literal["pushed", "rebased", "conflict", "pending", "disabled"]
 
-REMOTE = "origin"
 CONFLICTS = "maomao/conflicts/"
 FAILED = "maomao/failed/"
 #: runs whose slot this member lost (fencing): kept here, never pushed
@@ -71,18 +70,6 @@ _PUSH_ATTEMPTS = 10
 DEFAULT_MAX_FILE_SIZE = 50 << 20
 #: names listed in a note about files left out of a commit (the rest are counted)
 _NOTE_NAMES = 10
-#: ``.git/config`` keys a clone of maomao's has (section, key); anything else is not maomao's
-_CONFIG_KEYS = {
-    ("core", "repositoryformatversion"), ("core", "filemode"), ("core", "bare"), ("core", "logallrefupdates"),
-    ("core", "ignorecase"), ("core", "precomposeunicode"), ("core", "symlinks"),
-    ("remote", "url"), ("remote", "fetch"), ("branch", "remote"), ("branch", "merge"),
-}
-#: files a clone's ``.git`` may hold at its top (libgit2's and git's own); others are not maomao's
-_GIT_TOP = {
-    "HEAD", "config", "description", "index", "packed-refs", "FETCH_HEAD", "ORIG_HEAD", "hooks", "info",
-    "objects", "refs", "logs", "branches", "COMMIT_EDITMSG",
-}
-
 Credential = pygit2.Username | pygit2.UserPass | pygit2.Keypair | pygit2.KeypairFromAgent
 #: what a fetch or clone reports as it goes (objects, bytes)
 Progress = Callable[[pygit2.remotes.TransferProgress], None]
@@ -184,41 +171,8 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def show_name(rel: str) -> str:
-    """A path as one printable line: bytes that are not UTF-8 and control characters escaped."""
-    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB" if size >= 1 << 20 else f"{size} bytes"
-
-
-def _config_entries(text: str) -> list[tuple[str, str, str, str]] | None:
-    """(section, subsection, key, value) of a git config file's lines; None for a line that is
-    not one (read here, not by libgit2, which would follow ``include.path`` out of the clone)."""
-    entries: list[tuple[str, str, str, str]] = []
-    section = subsection = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            header = re.fullmatch(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]', line)
-            if header is None:
-                return None
-            section, subsection = header.group(1).lower(), header.group(2) or ""
-            if "." in section:  # the old [section.subsection] form
-                section, _, subsection = section.partition(".")
-            continue
-        pair = re.fullmatch(r"([A-Za-z][A-Za-z0-9-]*)\s*(?:=\s*(.*))?", line)
-        if pair is None or not section:
-            return None
-        value = (pair.group(2) or "").strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        entries.append((section, subsection, pair.group(1).lower(), value))
-    return entries
 
 
 def _trailer_value(message: str, key: str) -> str | None:
@@ -695,7 +649,7 @@ class DataRepo:
             return [".git is a symlink"]
         if not stat.S_ISDIR(info.st_mode):
             return [".git is not a directory"]
-        found = self._config_problems(git_dir) + self._layout_problems(git_dir)
+        found = config_problems(git_dir, self.url) + layout_problems(git_dir)
         if found:
             return found
         try:
@@ -710,94 +664,9 @@ class DataRepo:
             return [f"the repository cannot be read: {_one_line(exc)}"]
         return []
 
-    @staticmethod
-    def _layout_problems(git_dir: Path) -> list[str]:
-        found = []
-        for entry in sorted(os.scandir(git_dir), key=lambda e: e.name):
-            name = show_name(entry.name)
-            if entry.name not in _GIT_TOP:
-                found.append(f".git/{name} is not a clone's")
-            elif entry.is_symlink():
-                found.append(f".git/{name} is a symlink")
-        for sub in ("refs", "logs", "hooks", "info", "objects"):
-            for dirpath, dirnames, filenames in os.walk(git_dir / sub):
-                if sub == "objects" and dirpath != str(git_dir / sub):
-                    dirnames.clear()  # the fan-out directories: their objects are read by libgit2 alone
-                    continue
-                for name in [*dirnames, *filenames]:
-                    full = os.path.join(dirpath, name)
-                    rel = show_name(os.path.relpath(full, git_dir))
-                    if os.path.islink(full):
-                        found.append(f".git/{rel} is a symlink")
-                    elif sub == "hooks" and not name.endswith(".sample"):
-                        found.append(f".git/{rel} is a hook")
-                    elif sub == "info" and name != "exclude":
-                        found.append(f".git/{rel} is not a clone's")
-                    elif sub == "objects" and name in ("info", "pack"):
-                        continue
-                    elif sub == "objects" and not re.fullmatch(r"[0-9a-f]{2}", name):
-                        found.append(f".git/{rel} is not a clone's")
-            if sub == "objects":
-                for name in ("alternates", "http-alternates"):
-                    if os.path.lexists(git_dir / "objects" / "info" / name):
-                        found.append(f".git/objects/info/{name} points elsewhere")
-        return found
-
-    def _config_problems(self, git_dir: Path) -> list[str]:
-        path = git_dir / "config"
-        try:
-            if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 1 << 20:
-                return [".git/config is not a small file"]
-            entries = _config_entries(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
-            entries = None
-        if entries is None:
-            return [".git/config is not a clone's config file"]
-        found = []
-        for section, sub, key, value in entries:
-            name = f"{section}.{show_name(sub) + '.' if sub else ''}{key}"
-            falsy = value.lower() in ("false", "no", "off", "0")
-            if (section, key) not in _CONFIG_KEYS or (section == "remote" and sub != REMOTE):
-                found.append(f".git/config sets {name}")
-            elif (section, key) == ("core", "bare") and not falsy:
-                found.append(".git/config makes the clone bare")
-            elif (section, key) == ("core", "symlinks") and falsy:
-                found.append(".git/config turns symlinks into files")
-            elif (section, key) == ("remote", "url") and value != self.url:
-                found.append(f".git/config points {REMOTE} elsewhere")
-            elif (section, key) == ("remote", "fetch") and value != f"+refs/heads/*:refs/remotes/{REMOTE}/*":
-                found.append(f".git/config changes what {REMOTE} fetches")
-            elif (section, key) == ("branch", "remote") and value != REMOTE:
-                found.append(f".git/config sets {name}")
-        return found
-
     def snapshot(self) -> str:
-        """A digest of what no run may change in ``.git``: config, HEAD, hooks/, info/, objects/info/."""
-        digest = hashlib.sha256()
-        git_dir = self.path / ".git"
-        try:
-            self._digest(digest, git_dir)
-        except OSError as exc:
-            digest.update(f"unreadable: {exc.errno}".encode())
-        return digest.hexdigest()
-
-    @staticmethod
-    def _digest(digest: hashlib._Hash, git_dir: Path) -> None:
-        for name in ("config", "HEAD"):
-            try:
-                with open(git_dir / name, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
-                    digest.update(name.encode() + b"\0" + handle.read(1 << 20) + b"\0")
-            except OSError as exc:
-                digest.update(f"{name}: {exc.errno}".encode())
-        for sub in ("hooks", "info", "objects/info"):
-            try:
-                entries = sorted(os.scandir(git_dir / sub), key=lambda e: e.name)
-            except OSError as exc:
-                digest.update(f"{sub}: {exc.errno}".encode())
-                continue
-            for entry in entries:
-                info = entry.stat(follow_symlinks=False)
-                digest.update(f"{sub}/{entry.name} {info.st_mode} {info.st_size} {info.st_mtime_ns}\0".encode())
+        """A digest of what no run may change in the clone's ``.git`` (:func:`maomao.gitguard.snapshot`)."""
+        return snapshot(self.path / ".git")
 
     def restore(self, aside: Path) -> None:
         """Set a damaged ``.git`` aside (``aside/git``) and put a fresh clone's in its place.
