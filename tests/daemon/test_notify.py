@@ -26,6 +26,7 @@ from maomao.daemon.notify import Notifier
 from maomao.model import Schedule
 from tests.support.daemons import Daemons, NotifySocket, StoreSpec, embedded_spec, etcd_spec, wait_for
 from tests.support.etcd import EtcdCluster
+from tests.support.tools import make_tool
 
 pytestmark = pytest.mark.integration
 
@@ -244,6 +245,9 @@ async def test_watchdog_pings_only_while_the_scheduler_loop_progresses(
             hung_at = time.monotonic()
             # the status task goes on: new schedules show in STATUS= while the loop hangs
             for i in range(6):
+                # (a schedule counts once its tool is readable: the tool first)
+                tool = make_tool(name=f"s{i}", runtime="process", command="true")
+                await daemon.store.put(daemon.keys.tool(tool.name), tool.to_value())
                 schedule = Schedule(name=f"s{i}", expression="@every 1h", created="2026-01-01T00:00:00Z")
                 await daemon.store.put(daemon.keys.schedule(schedule.name), schedule.to_value())
                 await _collect(notify_socket, 0.4)
