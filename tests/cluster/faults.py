@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from maomao.model import Run, parse_iso
+from tests.support.daemons import Daemon, Daemons
 from tests.support.etcd import EtcdCluster
 from tests.support.git import git
 
@@ -88,3 +89,11 @@ def lateness(runs: list[Run]) -> dict[str, float]:
     p99 = late[min(len(late) - 1, round(0.99 * (len(late) - 1)))]
     return {"lateness_p50_s": round(statistics.median(late), 3), "lateness_p99_s": round(p99, 3),
             "lateness_max_s": round(late[-1], 3)}
+
+
+def stop_all(cluster: Daemons, daemons: list[Daemon]) -> None:
+    """Every daemon still running (none died), then each stopped with SIGTERM and exiting 0."""
+    for daemon in daemons:
+        assert daemon.running, daemon.exited()
+    for daemon in daemons:
+        assert daemon.stop(timeout=60) == 0, cluster.logs()

@@ -17,7 +17,7 @@ from datetime import timedelta
 import pytest
 
 from maomao.model import Run, parse_iso
-from tests.cluster.faults import collector, commits, lateness, leader, record_figures
+from tests.cluster.faults import collector, commits, lateness, leader, record_figures, stop_all
 from tests.daemon.checks import check_exactly_once, grid, read_ledger, wall
 from tests.support.daemons import Daemons, StoreSpec, etcd_spec, wait_for
 from tests.support.etcd import EtcdCluster
@@ -75,10 +75,7 @@ def test_the_etcd_leader_killed_under_running_members(
     etcd3.start(index)  # the old leader comes back as a follower
     time.sleep(10)
     end = wall()
-    for daemon in daemons:
-        assert daemon.running, daemon.exited()
-    for daemon in daemons:
-        assert daemon.stop(timeout=30) == 0, cluster.logs()
+    stop_all(cluster, daemons)
     runs = cluster.records.runs()
     per_member = check_exactly_once(
         list(remotes), EVERY, runs, cluster.shared, ready + timedelta(seconds=3), end - timedelta(seconds=5)
@@ -146,10 +143,7 @@ def test_all_of_etcd_down_for_30_seconds(etcd3: EtcdCluster, prefix: str, make_d
     )
     time.sleep(10)
     end = wall()
-    for daemon in daemons:
-        assert daemon.running, daemon.exited()
-    for daemon in daemons:
-        assert daemon.stop(timeout=30) == 0, cluster.logs()
+    stop_all(cluster, daemons)
     runs = cluster.records.runs()
     long_runs = [r for r in runs if r.tool == "long"]
     assert sorted((r.id, r.state) for r in long_runs) == [(f"now-long-{m}", "succeeded") for m in MEMBERS], long_runs

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.cluster.faults import FIGURES, lateness, record_figures
+from tests.cluster.faults import FIGURES, lateness, record_figures, stop_all
 from tests.daemon.checks import check_exactly_once, ledger_command, wall
 from tests.support.daemons import Daemons, StoreSpec, etcd_spec
 from tests.support.etcd import EtcdCluster
@@ -47,8 +47,7 @@ def test_300_tools_every_10s_on_three_members(etcd3: EtcdCluster, prefix: str, m
             assert daemon.running, daemon.exited()
         time.sleep(1)
     end = wall()
-    for daemon in daemons:
-        assert daemon.stop(timeout=60) == 0, cluster.logs()
+    stop_all(cluster, daemons)
     logs = FIGURES.parent / "load-logs"
     logs.mkdir(parents=True, exist_ok=True)
     for daemon in daemons:

@@ -38,16 +38,22 @@ def holder(cluster: Daemons, daemons: list[Daemon], tool: str, run_id: str) -> D
     return next(d for d in daemons if d.name == claim.member)
 
 
+def slow_run(cluster: Daemons, then: str, grace: float) -> tuple[str, list[Daemon], str, Daemon]:
+    """Tool "slow" (the collector, then ``then``) requested on three members once they are ready:
+    its remote, the daemons, the run id and the member running it."""
+    remote = cluster.records.add_tool("slow", collector(cluster.shared, then)).data_repo
+    daemons = cluster.start_many(MEMBERS, claim_grace=grace)
+    run_id = f"now-{uuid.uuid4().hex[:8]}"
+    cluster.records.request(run_id, "slow")
+    return remote, daemons, run_id, holder(cluster, daemons, "slow", run_id)
+
+
 @pytest.mark.timeout(120)
 def test_kill_9_of_the_member_running_a_slot(etcd3: EtcdCluster, prefix: str, make_daemons: MakeDaemons) -> None:
     ttl, grace = 3, 1.0
     cluster = make_daemons(etcd_spec(etcd3.endpoints, prefix, ttl=ttl))
     records = cluster.records
-    remote = records.add_tool("slow", collector(cluster.shared, "sleep 5; echo done")).data_repo
-    daemons = cluster.start_many(MEMBERS, claim_grace=grace)
-    run_id = f"now-{uuid.uuid4().hex[:8]}"
-    records.request(run_id, "slow")
-    victim = holder(cluster, daemons, "slow", run_id)
+    remote, daemons, run_id, victim = slow_run(cluster, "sleep 5; echo done", grace)
     victim.kill()
     killed = time.monotonic()
 
@@ -84,11 +90,7 @@ def test_a_member_frozen_past_its_lease_records_and_pushes_nothing(
     ttl, grace = 3, 1.0
     cluster = make_daemons(etcd_spec(etcd3.endpoints, prefix, ttl=ttl))
     records = cluster.records
-    remote = records.add_tool("slow", collector(cluster.shared, "sleep 3; echo done")).data_repo
-    daemons = cluster.start_many(MEMBERS, claim_grace=grace)
-    run_id = f"now-{uuid.uuid4().hex[:8]}"
-    records.request(run_id, "slow")
-    frozen = holder(cluster, daemons, "slow", run_id)
+    remote, daemons, run_id, frozen = slow_run(cluster, "sleep 3; echo done", grace)
     frozen.signal(signal.SIGSTOP)  # the daemon alone: its tool runs on and finishes meanwhile
     stopped = time.monotonic()
     try:
