@@ -533,7 +533,9 @@ class DataRepo:
                         rejected[dst] = "non-fast-forward"
                         continue
                     current.set_target(new)  # fails if the ref moved since it was read
-            except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError) as exc:
+            except (pygit2.GitError, pygit2.AlreadyExistsError, ValueError, OSError) as exc:
+                # OSError: the ref is locked by another member's push at this instant (libgit2 raises
+                # it for a lock file that exists); rejected like a moved ref, tried again
                 rejected[dst] = _one_line(exc)
         return rejected
 

@@ -300,7 +300,11 @@ class DataRepos:
                 await self._wake.wait()
             woken = self._wake.is_set()
             self._wake = trio.Event()
-            stuck = await self.retry_once(tools(), held)
+            try:
+                stuck = await self.retry_once(tools(), held)
+            except Exception:
+                log.exception("bug in the pending-push loop; going on")
+                stuck = True
             # after a wake-up, a push that did not go (the remote busy with other members' pushes, a
             # lock) is tried again soon, backing off to push_retry; otherwise every push_retry
             retry = self.config.git.push_retry
