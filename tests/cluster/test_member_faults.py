@@ -45,7 +45,14 @@ def slow_run(cluster: Daemons, then: str, grace: float) -> tuple[str, list[Daemo
     daemons = cluster.start_many(MEMBERS, claim_grace=grace)
     run_id = f"now-{uuid.uuid4().hex[:8]}"
     cluster.records.request(run_id, "slow")
-    return remote, daemons, run_id, holder(cluster, daemons, "slow", run_id)
+    running = holder(cluster, daemons, "slow", run_id)
+    # the claim says running as the run starts (its data repository is fetched meanwhile): the fault
+    # comes once the tool itself has started, so that it outlives a killed or frozen daemon
+    wait_for(
+        f"the tool to start on {running.name}",
+        lambda: any(member == running.name for _, member, _ in read_ledger(cluster.shared, "slow")), timeout=10,
+    )
+    return remote, daemons, run_id, running
 
 
 @pytest.mark.timeout(120)
