@@ -807,23 +807,35 @@ class DataRepo:
             assert isinstance(commit, pygit2.Commit)
             todo.append(commit)
             oid = commit.parent_ids[0] if commit.parent_ids else None
-        tip = repo.get(remote)
-        assert isinstance(tip, pygit2.Commit)
-        for commit in reversed(todo):
-            ancestor = commit.parents[0].tree if commit.parents else repo.get(repo.TreeBuilder().write())
-            assert isinstance(ancestor, pygit2.Tree)
-            merged = repo.merge_trees(ancestor, tip.tree, commit.tree)
-            if merged.conflicts is not None:
-                return commit
-            tree = merged.write_tree(repo)
-            new = repo.create_commit(None, commit.author, self._signature(), commit.message, tree, [tip.id])
-            tip_obj = repo.get(new)
-            assert isinstance(tip_obj, pygit2.Commit)
-            tip = tip_obj
-        repo.references.create(f"refs/heads/{branch}", tip.id, force=True)
-        self._defuse(repo, tip.id)
-        repo.reset(tip.id, ResetMode.HARD)
+        tip, conflict = self._replay(repo, todo[::-1], remote)
+        if conflict is not None:
+            return conflict
+        assert tip is not None
+        repo.references.create(f"refs/heads/{branch}", tip, force=True)
+        self._defuse(repo, tip)
+        repo.reset(tip, ResetMode.HARD)
         return None
+
+    def _replay(
+        self, repo: pygit2.Repository, commits: list[pygit2.Commit], onto: pygit2.Oid | None
+    ) -> tuple[pygit2.Oid | None, pygit2.Commit | None]:
+        """Replay ``commits`` (oldest first) onto ``onto`` with 3-way tree merges, committed anew.
+
+        Returns the new tip and None, or the tip so far and the commit that conflicts.
+        """
+        empty = repo.get(repo.TreeBuilder().write())
+        tip = onto
+        for commit in commits:
+            ancestor = commit.parents[0].tree if commit.parents else empty
+            tip_commit = repo.get(tip) if tip is not None else None
+            tip_tree = tip_commit.tree if isinstance(tip_commit, pygit2.Commit) else empty
+            assert isinstance(ancestor, pygit2.Tree) and isinstance(tip_tree, pygit2.Tree)
+            merged = repo.merge_trees(ancestor, tip_tree, commit.tree)
+            if merged.conflicts is not None:
+                return tip, commit
+            tree = merged.write_tree(repo)
+            tip = repo.create_commit(None, commit.author, self._signature(), commit.message, tree, [tip] if tip else [])
+        return tip, None
 
     def _to_conflicts(
         self, repo: pygit2.Repository, branch: str, local: pygit2.Oid, remote: pygit2.Oid, commit: pygit2.Commit
@@ -944,20 +956,12 @@ class DataRepo:
         else:
             return None  # pushed already, or never committed here
         repo.references.create(lost, commit.id, force=True)
-        base: pygit2.Oid | None = commit.parent_ids[0] if commit.parent_ids else None
-        empty = repo.get(repo.TreeBuilder().write())
-        for later in reversed(above):
-            ancestor = later.parents[0].tree if later.parents else empty
-            base_commit = repo.get(base) if base is not None else None
-            base_tree = base_commit.tree if isinstance(base_commit, pygit2.Commit) else empty
-            assert isinstance(ancestor, pygit2.Tree) and isinstance(base_tree, pygit2.Tree)
-            merged = repo.merge_trees(ancestor, base_tree, later.tree)
-            if merged.conflicts is not None:
-                # a later run changed the same files: keep it as it was, lost run and all
-                repo.references.delete(lost)
-                raise GitError(f"{self._name()}: run {run_id} cannot be taken out from under later runs")
-            tree = merged.write_tree(repo)
-            base = repo.create_commit(None, later.author, later.committer, later.message, tree, [base] if base else [])
+        parent = commit.parent_ids[0] if commit.parent_ids else None
+        base, conflict = self._replay(repo, above[::-1], parent)
+        if conflict is not None:
+            # a later run changed the same files: keep it as it was, lost run and all
+            repo.references.delete(lost)
+            raise GitError(f"{self._name()}: run {run_id} cannot be taken out from under later runs")
         if base is None:
             repo.references.delete(f"refs/heads/{branch}")
             repo.set_head(f"refs/heads/{branch}")
